@@ -1,0 +1,36 @@
+"""luaipc: inter-process communication for Lua and Python.
+
+The modules (``ipc.shm``, ``ipc.sem``, ``ipc.mmap``, ``ipc.filelock``,
+``ipc.proc``, ``ipc.strfile``, ``ipc.mq``) load lazily on first use, so
+``import ipc`` costs next to nothing; ``ipc.lua`` is the bridge that makes
+them ``require``-able from a lupa ``LuaRuntime``.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ._errors import (ExistsError, Interrupted, IPCError, NotFoundError,
+                      PermissionDenied, Timeout)
+
+__version__ = "0.1.0"
+
+#: The modules LuaIPC has, plus the ones luaipc adds, in ``require`` order.
+MODULES = ("shm", "sem", "mmap", "filelock", "proc", "strfile", "mq")
+
+__all__ = ["__version__", "MODULES", "IPCError", "ExistsError", "NotFoundError",
+           "PermissionDenied", "Timeout", "Interrupted", "lua", *MODULES]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import filelock, lua, mmap, mq, proc, sem, shm, strfile
+
+
+def __getattr__(name: str):
+    # PEP 562: import a submodule the first time it is asked for.
+    if name in MODULES or name == "lua":
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(MODULES) | {"lua"})

@@ -1,0 +1,34 @@
+"""Names of shared-memory segments, semaphores and message queues.
+
+LuaIPC names an object ``"/" + name``, so a C program using
+``shm_open("/name")`` or ``sem_open("/name")``, or the C LuaIPC, meets the
+same object.  Names are checked here, before anything touches the OS, so a
+bad name can neither escape ``/dev/shm`` nor leave a half-made object.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+from ._errors import os_error
+
+NAME_MAX = 255  # Linux: a name is one file in /dev/shm or /dev/mqueue
+SEM_NAME_MAX = NAME_MAX - 4  # glibc stores "/name" as /dev/shm/sem.name
+
+
+def os_name(name: str | bytes, max_len: int = NAME_MAX) -> str:
+    """Return the OS name (``"/" + name``) or raise an IPCError.
+
+    Empty names, names with a ``/`` or a NUL byte get EINVAL (what
+    ``shm_open`` gives the C LuaIPC for such a name); names longer than
+    the OS allows get ENAMETOOLONG.
+    """
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    elif not isinstance(name, str):
+        raise TypeError(f"name must be str or bytes, not {type(name).__name__}")
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise os_error(errno.EINVAL, name)
+    if len(os.fsencode(name)) > max_len:
+        raise os_error(errno.ENAMETOOLONG, name)
+    return "/" + name

@@ -1,0 +1,271 @@
+"""The ``luaipc`` command: a drop-in for the ``lua`` standalone interpreter
+whose scripts can ``require "ipc.shm"`` and the other modules.
+
+    luaipc [--engine NAME] [options] [script [args]]
+
+Options as ``lua`` 5.4: ``-e stat``, ``-l name`` (and ``-l g=mod``), ``-i``,
+``-v``, ``-E``, ``-W``, ``--`` and ``-``.  ``--engine NAME`` picks the Lua
+engine (default: ``$LUAIPC_ENGINE``, else lua5.4) and exports it so child
+``luaipc`` processes run on the same one; it is not put in ``arg``, so
+``arg[-1]`` stays the interpreter as with ``lua script.lua``.
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import shlex
+import sys
+from importlib import resources
+
+from .. import __version__
+from ..lua import ENV_VAR, EngineError, lupa_module, RUNTIME_OPTIONS, install, resolve_engine
+
+PROGNAME = "luaipc"
+
+USAGE = f"""\
+usage: {PROGNAME} [options] [script [args]]
+Available options are:
+  -e stat       execute string 'stat'
+  -i            enter interactive mode after executing 'script'
+  -l mod        require library 'mod' into global 'mod'
+  -l g=mod      require library 'mod' into global 'g'
+  -v            show version information
+  -E            ignore environment variables
+  -W            turn warnings on
+  --engine NAME run on Lua engine NAME (also $LUAIPC_ENGINE)
+  --            stop handling options
+  -             stop handling options and execute stdin
+"""
+
+_libc = ctypes.CDLL(None)
+
+
+def _flush_c_stdio() -> None:
+    """Lua writes through C stdio: flush it as exit() would."""
+    _libc.fflush(None)
+
+
+class UsageError(Exception):
+    pass
+
+
+def _take_engine(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Remove ``--engine NAME`` / ``--engine=NAME`` from the options part."""
+    engine, out, i = None, [argv[0]], 1
+    while i < len(argv):
+        a = argv[i]
+        if a == "--engine" or a.startswith("--engine="):
+            if a == "--engine":
+                if i + 1 >= len(argv):
+                    raise UsageError("'--engine' needs argument")
+                engine, i = argv[i + 1], i + 2
+            else:
+                engine, i = a.split("=", 1)[1], i + 1
+            continue
+        out.append(a)
+        i += 1
+        if not a.startswith("-") or a in ("-", "--"):
+            out.extend(argv[i:])  # the script and its arguments: left alone
+            break
+        if a in ("-e", "-l") and i < len(argv):
+            out.append(argv[i])
+            i += 1
+    return engine, out
+
+
+def _collect(argv: list[str]) -> tuple[set[str], int]:
+    """lua.c's collectargs: the flags seen and the index of the script
+    (0 when there is none)."""
+    flags: set[str] = set()
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if not a.startswith("-"):
+            return flags, i
+        if a == "--":
+            return flags, (i + 1 if i + 1 < len(argv) else 0)
+        if a == "-":
+            return flags, i
+        opt, rest = a[1], a[2:]
+        if opt in "EWiv":
+            if rest:
+                raise UsageError(f"unrecognized option '{a}'")
+            flags.add(opt)
+            if opt == "i":
+                flags.add("v")
+        elif opt in "el":
+            if opt == "e":
+                flags.add("e")
+            if not rest:
+                i += 1
+                if i >= len(argv) or argv[i].startswith("-"):
+                    raise UsageError(f"'{a}' needs argument")
+        else:
+            raise UsageError(f"unrecognized option '{a}'")
+        i += 1
+    return flags, 0
+
+
+def _self_command(argv0: str) -> str:
+    """A command that starts luaipc again, for ``arg``'s lowest index."""
+    if os.path.basename(argv0) != "__main__.py" and os.path.isfile(argv0):
+        return shlex.quote(argv0)
+    return f"{shlex.quote(sys.executable)} -m ipc"
+
+
+def _make_runtime(engine: str, ignore_env: bool):
+    mod = lupa_module(engine)
+    hidden = {}
+    if ignore_env:  # -E: package.path/cpath from the defaults, not LUA_PATH*
+        for key in list(os.environ):
+            if key.startswith(("LUA_PATH", "LUA_CPATH")):
+                hidden[key] = os.environ.pop(key)
+    try:
+        runtime = mod.LuaRuntime(register_eval=False, register_builtins=False,
+                                 **RUNTIME_OPTIONS)
+    finally:
+        os.environ.update(hidden)  # children still see them, as with lua -E
+    install(runtime)
+    return runtime
+
+
+def _os_exit(code=None, close=None):
+    """os.exit: flush Lua's C streams, run Python's exit handlers (which
+    release what this process created), then leave at once, uncatchable by
+    pcall as in lua."""
+    if code is None or code is True:
+        status = 0
+    elif code is False:
+        status = 1
+    else:
+        try:
+            status = int(code)
+        except (TypeError, ValueError):
+            status = 1
+    _flush_c_stdio()
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status & 0xFF)
+
+
+def _readline(prompt: bytes):
+    _flush_c_stdio()
+    try:
+        line = input(prompt.decode(errors="replace"))
+    except EOFError:
+        return None
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        return b""
+    return os.fsencode(line)
+
+
+def _implementation(runtime) -> str:
+    impl = runtime.lua_implementation  # bytes, as the runtime has no encoding
+    return impl.decode() if isinstance(impl, bytes) else impl
+
+
+def _version_line(runtime) -> bytes:
+    import lupa
+    impl = _implementation(runtime)
+    return f"{PROGNAME} {__version__}  {impl}  (lupa {lupa.__version__})".encode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        engine_opt, argv = _take_engine(argv)
+        flags, script = _collect(argv)
+    except UsageError as exc:
+        sys.stderr.write(f"{PROGNAME}: {exc}\n{USAGE}")
+        return 1
+    try:
+        engine = resolve_engine(engine_opt)
+        runtime = _make_runtime(engine, "E" in flags)
+    except EngineError as exc:
+        sys.stderr.write(f"{PROGNAME}: {exc}\n")
+        return 1
+    os.environ[ENV_VAR] = engine  # children started by the script inherit it
+    try:
+        return _run(runtime, argv, flags, script)
+    except KeyboardInterrupt:
+        _flush_c_stdio()
+        sys.stderr.write(f"{PROGNAME}: interrupted!\n")
+        return 1
+    finally:
+        _flush_c_stdio()
+        del runtime  # finalize the script's handles while Python is whole
+
+
+def _run(runtime, argv, flags, script) -> int:
+    if "readline" not in sys.modules and ("i" in flags or sys.stdin.isatty()):
+        try:
+            import readline  # noqa: F401  (line editing for input())
+        except ImportError:
+            pass
+    lg = runtime.globals()
+    lg.os.exit = _os_exit
+    driver_src = resources.files(__package__).joinpath("driver.lua").read_bytes()
+    load = runtime.eval(b"function(src, name, ...) "
+                        b"return assert((loadstring or load)(src, name))(...) end")
+    D = load(driver_src, b"=[luaipc]", PROGNAME.encode(), _readline, _version_line(runtime))
+
+    args = [_self_command(argv[0]).encode()] + [os.fsencode(a) for a in argv[1:]]
+    D.setargs(runtime.table_from(args), script)
+    if "v" in flags:
+        D.version()
+    if "W" in flags and lg.warn is not None:
+        lg.warn(b"@on")
+    if "E" not in flags and not _lua_init(runtime, D):
+        return 1
+    limit = script if script > 0 else len(argv)
+    i = 1
+    while i < limit:  # -e and -l, in command-line order
+        a = argv[i]
+        if a[:2] in ("-e", "-l"):
+            value = a[2:] or argv[i + 1]
+            if a[:2] == "-e":
+                ok = D.dostring(os.fsencode(value), b"=(command line)")
+            else:
+                ok = D.dolibrary(os.fsencode(value))
+            if not ok:
+                return 1
+            i += 1 if a[2:] else 2
+        else:
+            i += 1
+    if script > 0:
+        name = argv[script]
+        stdin_script = name == "-" and argv[script - 1] != "--"
+        if not D.script(None if stdin_script else os.fsencode(name)):
+            return 1
+    if "i" in flags:
+        D.repl()
+    elif script == 0 and not flags & {"e", "v"}:
+        if sys.stdin.isatty():
+            D.version()
+            D.repl()
+        elif not D.dofile(None):
+            return 1
+    return 0
+
+
+def _lua_init(runtime, D) -> bool:
+    major, minor = runtime.lua_version
+    names = ["LUA_INIT"]
+    if (major, minor) >= (5, 2) and "LuaJIT" not in _implementation(runtime):
+        names.insert(0, f"LUA_INIT_{major}_{minor}")
+    for var in names:
+        value = os.environb.get(var.encode())
+        if value is not None:
+            if value.startswith(b"@"):
+                return bool(D.dofile(value[1:]))
+            return bool(D.dostring(value, b"=" + var.encode()))
+    return True
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

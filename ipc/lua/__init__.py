@@ -1,0 +1,147 @@
+"""The bridge between the ipc modules and lupa's Lua engines.
+
+``new_runtime(engine)`` gives a ready ``LuaRuntime`` in which
+``require "ipc.shm"`` (and every other module, and ``require "ipc"``) works;
+``install(runtime)`` does the same for a runtime the caller made.
+
+Each module's Lua face is a Lua chunk (``ipc/<module>/face.lua``) that gets
+the shared helpers of ``support.lua`` and a Python namespace of core
+functions (``ipc/<module>/lua.py``), and returns the module table.  Python
+never holds a reference to the runtime: the chunks are compiled and run by
+Lua itself when ``require`` asks for them, so dropping the runtime frees it.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from importlib import resources
+from types import ModuleType
+from typing import Any
+
+from .. import MODULES
+
+__all__ = ["ENGINES", "DEFAULT_ENGINE", "ENV_VAR", "EngineError", "resolve_engine",
+           "lupa_module", "new_runtime", "install", "RUNTIME_OPTIONS"]
+
+#: Engine names (as users type them) and the lupa module that provides each.
+ENGINES = {
+    "lua5.1": "lupa.lua51",
+    "lua5.2": "lupa.lua52",
+    "lua5.3": "lupa.lua53",
+    "lua5.4": "lupa.lua54",
+    "lua5.5": "lupa.lua55",
+    "luajit2.0": "lupa.luajit20",
+    "luajit2.1": "lupa.luajit21",
+}
+DEFAULT_ENGINE = "lua5.4"
+ENV_VAR = "LUAIPC_ENGINE"
+
+#: What the faces need of a runtime: Lua strings stay bytes (binary data
+#: round-trips), and ``return None, msg, errno`` arrives as three values.
+RUNTIME_OPTIONS = {"encoding": None, "unpack_returned_tuples": True}
+
+
+class EngineError(ValueError):
+    """An unknown engine name, or an engine this lupa build lacks."""
+
+
+def resolve_engine(engine: str | None = None) -> str:
+    """The engine to use: the argument, else ``$LUAIPC_ENGINE``, else lua5.4."""
+    name = engine or os.environ.get(ENV_VAR) or DEFAULT_ENGINE
+    if name not in ENGINES:
+        source = "engine" if engine else ENV_VAR
+        raise EngineError(f"unknown Lua engine {name!r} (from {source}); "
+                          f"valid engines: {', '.join(ENGINES)}")
+    return name
+
+
+def lupa_module(engine: str | None = None) -> ModuleType:
+    """The lupa module (``lupa.lua54`` etc.) of an engine."""
+    name = resolve_engine(engine)
+    try:
+        return importlib.import_module(ENGINES[name])
+    except ImportError as exc:  # a lupa build without this engine
+        raise EngineError(f"Lua engine {name!r} is not available in this lupa "
+                          f"installation ({exc})") from exc
+
+
+def new_runtime(engine: str | None = None, **options: Any):
+    """A new ``LuaRuntime`` of ``engine`` with the ipc modules installed.
+
+    Extra keyword arguments go to ``LuaRuntime``; the two options the faces
+    depend on (``RUNTIME_OPTIONS``) are set for you.
+    """
+    runtime = lupa_module(engine).LuaRuntime(**{**options, **RUNTIME_OPTIONS})
+    install(runtime)
+    return runtime
+
+
+def install(runtime) -> None:
+    """Make ``require "ipc.<module>"`` and ``require "ipc"`` work in ``runtime``.
+
+    Nothing is imported or compiled until a script requires a module.
+    """
+    _check_runtime(runtime)
+    runtime.eval(_LOADER)(_face, runtime.table_from([m.encode() for m in MODULES]))
+
+
+# -- internals --------------------------------------------------------------
+
+# Compiled with the runtime's own ``load``; the only Lua the bridge runs.
+_LOADER = """function(face, modules)
+  local load = loadstring or load   -- 5.1 and LuaJIT spell it loadstring
+  local support
+  local function open(name)
+    local ok, src, chunkname, core = pcall(face, name)
+    if not ok then error(tostring(src), 0) end     -- e.g. not implemented yet
+    local chunk = assert(load(src, chunkname))
+    if name == "_support" then return chunk(core) end
+    if not support then support = open("_support") end
+    return chunk(support, core)
+  end
+  for i = 1, #modules do
+    local name = modules[i]
+    -- package.preload ignores a bare Python function: wrap it in Lua.
+    package.preload["ipc." .. name] = function() return open(name) end
+  end
+  package.preload["ipc"] = function()
+    local all = {}
+    for i = 1, #modules do all[modules[i]] = require("ipc." .. modules[i]) end
+    return all
+  end
+end"""
+
+
+def _face(name: bytes):
+    """Source, chunk name and core namespace of a module's Lua face."""
+    name = name.decode()
+    if name == "_support":
+        from . import support as core
+        return _read_lua(__name__, "support.lua"), b"=[ipc.support]", core
+    try:
+        core = importlib.import_module(f"ipc.{name}.lua")
+    except ModuleNotFoundError as exc:
+        if exc.name not in (f"ipc.{name}", f"ipc.{name}.lua"):
+            raise  # a real missing dependency, not a missing face
+        raise NotImplementedError(f"module 'ipc.{name}' is not implemented yet") from None
+    return _read_lua(f"ipc.{name}", "face.lua"), f"=[ipc.{name}]".encode(), core
+
+
+_SOURCES: dict[tuple[str, str], bytes] = {}
+
+
+def _read_lua(package: str, filename: str) -> bytes:
+    key = (package, filename)
+    src = _SOURCES.get(key)
+    if src is None:
+        src = _SOURCES[key] = resources.files(package).joinpath(filename).read_bytes()
+    return src
+
+
+def _check_runtime(runtime) -> None:
+    probe = runtime.eval('function(f) return "s", select("#", f()) end')
+    kind, count = probe(lambda: (1, 2))
+    if not isinstance(kind, bytes) or count != 2:
+        raise ValueError("install() needs a LuaRuntime made with encoding=None and "
+                         "unpack_returned_tuples=True (see ipc.lua.RUNTIME_OPTIONS), "
+                         "or use ipc.lua.new_runtime()")

@@ -1,0 +1,113 @@
+"""Shared fixtures: every engine, random names that are always removed,
+and a runner for the luaipc interpreter as a real child process."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ipc.lua import ENGINES, new_runtime
+
+ALL_ENGINES = list(ENGINES)
+#: Every name a test makes starts with this, so leftovers are ours for sure.
+PREFIX = "luaipct-"
+SHM_DIR = Path("/dev/shm")
+MQ_DIR = Path("/dev/mqueue")
+
+
+def _luaipc_command() -> list[str]:
+    """The installed console script beside this Python, else python -m ipc."""
+    script = Path(sys.executable).with_name("luaipc")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("luaipc")
+    return [found] if found else [sys.executable, "-m", "ipc"]
+
+
+LUAIPC = _luaipc_command()
+
+
+@pytest.fixture(params=ALL_ENGINES)
+def engine(request) -> str:
+    """Parametrizes a test over all seven engines."""
+    return request.param
+
+
+@pytest.fixture
+def lua(engine):
+    """A fresh LuaRuntime of the engine with the ipc modules installed."""
+    return new_runtime(engine)
+
+
+def leftovers(name: str) -> list[Path]:
+    """The OS files that a named shm, semaphore or queue called name uses."""
+    candidates = [SHM_DIR / name, SHM_DIR / f"sem.{name}", MQ_DIR / name]
+    return [p for p in candidates if p.exists()]
+
+
+def remove_named(name: str) -> None:
+    for p in leftovers(name):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+@pytest.fixture
+def make_name():
+    """Call it to get a fresh random name; all are removed after the test."""
+    made: list[str] = []
+
+    def make() -> str:
+        n = PREFIX + uuid.uuid4().hex[:16]
+        made.append(n)
+        return n
+
+    yield make
+    for n in made:
+        remove_named(n)
+
+
+@pytest.fixture
+def name(make_name) -> str:
+    """One fresh random name for shm/sem/mq, removed after the test."""
+    return make_name()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def nothing_left_behind():
+    """After the suite, /dev/shm and /dev/mqueue hold nothing of ours."""
+    yield
+    left = [p for d in (SHM_DIR, MQ_DIR) if d.exists()
+            for p in d.iterdir() if PREFIX in p.name]
+    for p in left:
+        p.unlink(missing_ok=True)
+    assert not left, f"named objects left behind by the suite: {left}"
+
+
+def run_luaipc(args, *, engine: str | None = None, input: bytes | str | None = None,
+               timeout: float = 60, env: dict | None = None, cwd=None,
+               check: bool = False) -> subprocess.CompletedProcess:
+    """Run the luaipc interpreter as a child process; output as text."""
+    full_env = dict(os.environ)
+    full_env.pop("LUAIPC_ENGINE", None)
+    if env:
+        full_env.update(env)
+    if engine:
+        full_env["LUAIPC_ENGINE"] = engine
+    if isinstance(input, bytes):
+        input = input.decode()
+    return subprocess.run(LUAIPC + list(args), input=input, capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd, check=check,
+                          stdin=None if input is not None else subprocess.DEVNULL)
+
+
+@pytest.fixture
+def luaipc():
+    """The run_luaipc helper as a fixture."""
+    return run_luaipc
