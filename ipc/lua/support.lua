@@ -123,46 +123,4 @@ function S.new(mt, h)
   return setmetatable(h, mt)
 end
 
-return S.checkinteger(v, n, fname)
-end
-
-function S.optnumber(v, n, fname, default)
-  if v == nil then return default end
-  return S.checknumber(v, n, fname)
-end
-
--- luaL_checkoption: `list` is a set {name = true}.
-function S.checkoption(v, n, fname, default, list)
-  if v == nil and default ~= nil then v = default end
-  local s = S.checkstring(v, n, fname)
-  if not list[s] then S.argerror(n, fname, format("invalid option '%s'", s)) end
-  return s
-end
-
--- Call a Python function; an OSError comes back as nil, message, errno and
--- any other exception (KeyboardInterrupt: "interrupted!") as a Lua error.
-local function finish(ok, ...)
-  if ok then return ... end
-  local kind, msg, code = classify((...))
-  if kind == "os" then return nil, msg, code end
-  S.error(msg)
-end
-
-function S.wrap(f)
-  return function(...) return finish(pcall(f, ...)) end
-end
-
-function S.call(f, ...) return finish(pcall(f, ...)) end
-
--- A metatable for handles of one kind: methods, tostring, <close> (5.4+).
--- `close` is the method name run by a to-be-closed variable.
-function S.class(typename, methods)
-  local mt = { __index = methods, __name = typename, __metatable = false }
-  mt.__tostring = function(self)
-    return format("%s (%s)", typename, methods.__describe and methods.__describe(self) or "")
-  end
-  if methods.close then mt.__close = function(self) methods.close(self) end end
-  return mt
-end
-
 return S
