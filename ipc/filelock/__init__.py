@@ -1,0 +1,248 @@
+"""POSIX byte-range locks (``fcntl`` record locks), as LuaIPC's filelock.
+
+    import ipc.filelock as fl
+
+    with open("data", "r+b") as f:
+        fl.lock(f, "rw")                   # blocks; "r" shared, "w"/"rw" exclusive
+        ...
+        fl.unlock(f)
+        if fl.trylock(f, "r", 0, 100):     # bytes 0..99, never blocks
+            fl.unlock(f, 0, 100)
+        with fl.locked(f, "w", timeout=2): # raises ipc.Timeout after 2 s
+            ...
+
+    with fl.PathLock("/tmp/app.lock", timeout=5) as fh:   # portalocker, lockf-style
+        ...
+
+The locks are ``fcntl(F_SETLK/F_SETLKW)`` record locks, so they exclude and
+are excluded by the C LuaIPC and any program using ``fcntl``/``lockf``
+(``PathLock`` included).  ``nbytes`` 0 means "to the end of the file, however
+far it grows".  The kernel drops a process's locks when it exits or dies.
+
+POSIX rules worth knowing: locks belong to the *process* (two locks of one
+process never conflict, and a process never waits for itself), and closing
+*any* descriptor of a file drops all of the process's locks on that file.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import io
+import os
+import time
+from typing import Any, Optional, Union
+
+import portalocker
+from portalocker.portalocker import LockfLocker
+
+from .._errors import os_error
+
+__all__ = ["lock", "trylock", "unlock", "locked", "RangeLock", "PathLock", "fileno"]
+
+FileArg = Union[int, Any]  # an int fd or anything with fileno()
+
+_MODES = {"r": fcntl.LOCK_SH, "w": fcntl.LOCK_EX, "rw": fcntl.LOCK_EX}
+
+
+def fileno(file: FileArg) -> int:
+    """The descriptor of ``file`` (an int, or an object with fileno())."""
+    if isinstance(file, bool):
+        raise TypeError("file must be a file object or a descriptor, not bool")
+    if isinstance(file, int):
+        return file
+    get = getattr(file, "fileno", None)
+    if get is None or not callable(get):
+        raise TypeError(f"file must be a file object or a descriptor, "
+                        f"not {type(file).__name__}")
+    if getattr(file, "closed", False):
+        raise ValueError("attempt to use closed file")
+    return get()
+
+
+def _op(mode: str) -> int:
+    try:
+        return _MODES[mode]
+    except (KeyError, TypeError):
+        raise ValueError(f"invalid lock mode {mode!r} (expected 'r', 'w' or 'rw')") from None
+
+
+def _range(offset: int, nbytes: int) -> tuple[int, int]:
+    for what, v in (("offset", offset), ("nbytes", nbytes)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{what} must be an int, not {type(v).__name__}")
+    return offset, nbytes
+
+
+def _fcntl(fd: int, op: int, offset: int, nbytes: int) -> None:
+    # fcntl.lockf is fcntl(F_SETLK[W]) with a struct flock (SEEK_SET),
+    # exactly the C LuaIPC's call; on EINTR it checks signals (Ctrl-C
+    # raises KeyboardInterrupt) and retries (PEP 475).
+    try:
+        fcntl.lockf(fd, op, nbytes, offset, os.SEEK_SET)
+    except OverflowError:
+        raise os_error(errno.EINVAL) from None
+
+
+def _refresh(file: FileArg) -> None:
+    """After locking: drop read-ahead so we read what the last holder wrote
+    (LuaIPC: fflush + fseek(f, 0, SEEK_CUR))."""
+    if isinstance(file, int) or not isinstance(file, io.IOBase):
+        return
+    try:
+        if file.seekable() and file.readable():
+            pos = file.tell()
+            file.seek(0, os.SEEK_END)  # a seek to the end empties the buffer
+            file.seek(pos)
+    except (OSError, ValueError):
+        pass
+
+
+def _flush(file: FileArg) -> None:
+    """Before unlocking: push buffered output to the file."""
+    flush = None if isinstance(file, int) else getattr(file, "flush", None)
+    if flush is not None:
+        try:
+            if not getattr(file, "closed", False):
+                flush()
+        except (OSError, ValueError):
+            pass
+
+
+def lock(file: FileArg, mode: str = "rw", offset: int = 0, nbytes: int = 0) -> None:
+    """Lock ``nbytes`` bytes at ``offset`` (0 = to the end), waiting as long
+    as another process holds a conflicting lock."""
+    op = _op(mode)
+    fd = fileno(file)
+    _fcntl(fd, op, *_range(offset, nbytes))
+    _refresh(file)
+
+
+def trylock(file: FileArg, mode: str = "rw", offset: int = 0, nbytes: int = 0) -> bool:
+    """Like ``lock`` but never waits: False if another process holds a
+    conflicting lock."""
+    op = _op(mode)
+    fd = fileno(file)
+    offset, nbytes = _range(offset, nbytes)
+    try:
+        _fcntl(fd, op | fcntl.LOCK_NB, offset, nbytes)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        raise
+    _refresh(file)
+    return True
+
+
+def unlock(file: FileArg, offset: int = 0, nbytes: int = 0) -> None:
+    """Release the range (flushing ``file``'s buffered output first)."""
+    fd = fileno(file)
+    offset, nbytes = _range(offset, nbytes)
+    _flush(file)
+    _fcntl(fd, fcntl.LOCK_UN, offset, nbytes)
+
+
+def _lock_within(file: FileArg, mode: str, offset: int, nbytes: int,
+                 timeout: Optional[float]) -> None:
+    """lock() with the timeout rule: None waits, 0 tries once, > 0 polls."""
+    if timeout is None or timeout < 0:
+        lock(file, mode, offset, nbytes)
+        return
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while not trylock(file, mode, offset, nbytes):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise os_error(errno.ETIMEDOUT, getattr(file, "name", None))
+        time.sleep(min(delay, left))  # fcntl has no timed wait: poll, backing off
+        delay = min(delay * 2, 0.05)
+
+
+class RangeLock:
+    """A locked byte range as a context manager (see ``locked``)."""
+
+    def __init__(self, file: FileArg, mode: str = "rw", offset: int = 0,
+                 nbytes: int = 0, timeout: Optional[float] = None) -> None:
+        _op(mode)
+        self.file, self.mode, self.timeout = file, mode, timeout
+        self.offset, self.nbytes = _range(offset, nbytes)
+        self.held = False
+
+    def acquire(self, timeout: Optional[float] = -1) -> None:
+        """Take the lock (``timeout`` -1: the one given at construction)."""
+        _lock_within(self.file, self.mode, self.offset, self.nbytes,
+                     self.timeout if timeout == -1 else timeout)
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            unlock(self.file, self.offset, self.nbytes)
+
+    def __enter__(self) -> "RangeLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def locked(file: FileArg, mode: str = "rw", offset: int = 0, nbytes: int = 0,
+           timeout: Optional[float] = None) -> RangeLock:
+    """``with locked(f, "w", timeout=2): ...`` locks the range for the block;
+    raises ``ipc.Timeout`` if it cannot within ``timeout`` seconds."""
+    return RangeLock(file, mode, offset, nbytes, timeout)
+
+
+_LOCKF = LockfLocker()
+
+
+class PathLock(portalocker.Lock):
+    """portalocker's path lock, taken with ``lockf`` (fcntl record locks)
+    instead of its default ``flock``, so it excludes and is excluded by the
+    byte-range locks above (and the C LuaIPC) on the whole file.
+
+    ``timeout`` follows the ipc rule (None waits forever, 0 tries once);
+    running out raises ``ipc.Timeout``.  ``shared=True`` takes a read lock.
+    The file is opened ``"a+b"`` (created if missing, never truncated);
+    entering the lock gives that file object.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike], *, shared: bool = False,
+                 timeout: Optional[float] = None, check_interval: float = 0.02,
+                 mode: str = "a+b") -> None:
+        flags = (portalocker.LockFlags.SHARED if shared else portalocker.LockFlags.EXCLUSIVE)
+        super().__init__(os.fspath(path), mode, timeout=_pl_timeout(timeout),
+                         check_interval=check_interval, fail_when_locked=False,
+                         flags=flags | portalocker.LockFlags.NON_BLOCKING)
+
+    def _get_lock(self, fh):
+        _LOCKF.lock(fh, self.flags)
+        return fh
+
+    def _release_claimed_fh(self, fh) -> None:
+        try:
+            _flush(fh)
+            _LOCKF.unlock(fh)
+        except Exception:
+            pass
+        super()._release_claimed_fh(fh)  # closes (which drops the lock anyway)
+
+    def acquire(self, timeout: Optional[float] = -1, check_interval=None,
+                fail_when_locked=None):
+        t = self.timeout if timeout == -1 else _pl_timeout(timeout)
+        try:
+            return super().acquire(t, check_interval, fail_when_locked)
+        except portalocker.AlreadyLocked:
+            raise os_error(errno.ETIMEDOUT, self.filename) from None
+        except portalocker.LockException as exc:
+            cause = exc.__cause__
+            if isinstance(cause, OSError) and cause.errno:
+                raise os_error(cause.errno, self.filename) from exc
+            raise
+
+
+def _pl_timeout(timeout: Optional[float]) -> float:
+    # portalocker reads None as "its default of 5 s"; ours means forever.
+    if timeout is None or timeout < 0:
+        return float("inf")
+    return float(timeout)

@@ -1,0 +1,70 @@
+-- ipc.filelock: POSIX byte-range locks on Lua files, as LuaIPC's flock.
+--   filelock.lock(file, mode [, offset [, nbytes]])    -> true | nil, msg, errno
+--   filelock.trylock(file, mode [, offset [, nbytes]]) -> true/false
+--   filelock.unlock(file [, offset [, nbytes]])        -> true
+-- As LuaIPC: the file's buffered output is flushed before unlocking, and
+-- its read buffer dropped after locking (flush + seek("cur", 0)), so what
+-- one holder wrote is what the next one reads.
+local S, core = ...
+local io_type, tostring, select, setmetatable = io.type, tostring, select, setmetatable
+local call = S.call
+
+-- file -> descriptor (a file object never reopens, so this cannot go stale)
+local FD = setmetatable({}, { __mode = "k" })
+
+local MODES = { r = true, w = true, rw = true }
+
+local function checkfile(f, fname, absent)
+  local kind = io_type(f)
+  if kind == "file" then
+    local fd = FD[f]
+    if fd == nil then
+      local msg, code
+      fd, msg, code = call(core.fileno, tostring(f))
+      if fd == nil then return nil, msg, code end
+      FD[f] = fd
+    end
+    return fd
+  elseif kind == "closed file" then
+    S.error("attempt to use closed file")
+  end
+  S.typeerror(1, fname, "FILE*", f, absent)
+end
+
+local function refresh(f)
+  -- LuaIPC's invalidate_input_buffer: fflush, then fseek(f, 0, SEEK_CUR)
+  f:flush()
+  f:seek("cur", 0)
+end
+
+local function locker(fname, corefn)
+  return function(...)
+    local f, mode, offset, nbytes = ...
+    local fd, msg, code = checkfile(f, fname, select("#", ...) < 1)
+    if fd == nil then return nil, msg, code end
+    mode = S.checkoption(mode, 2, fname, "rw", MODES)
+    offset = S.optinteger(offset, 3, fname, 0)
+    nbytes = S.optinteger(nbytes, 4, fname, 0)
+    local ok
+    ok, msg, code = call(corefn, fd, mode == "r", offset, nbytes)
+    if ok then refresh(f) end
+    return ok, msg, code
+  end
+end
+
+local M = {}
+
+M.lock = locker("lock", core.lock)
+M.trylock = locker("trylock", core.trylock)
+
+function M.unlock(...)
+  local f, offset, nbytes = ...
+  local fd, msg, code = checkfile(f, "unlock", select("#", ...) < 1)
+  if fd == nil then return nil, msg, code end
+  offset = S.optinteger(offset, 2, "unlock", 0)
+  nbytes = S.optinteger(nbytes, 3, "unlock", 0)
+  f:flush()                                         -- before anyone else reads
+  return call(core.unlock, fd, offset, nbytes)
+end
+
+return M
