@@ -1,0 +1,161 @@
+-- ipc.proc: subprocesses with stdin/stdout/stderr pipes (as LuaIPC's proc).
+--
+-- The wait loop lives here, in Lua: each turn calls core.step (Python waits
+-- in poll() and moves the bytes) and then calls the callback from Lua, so a
+-- callback may yield inside a coroutine on every engine.  Input queued by
+-- h:write stays in a Lua table until the next turn hands it over in one
+-- string: 100,000 small writes cost 100,000 table stores, not crossings.
+local S, core = ...
+
+local type, select, tostring, rawequal, setmetatable =
+      type, select, tostring, rawequal, setmetatable
+local concat = table.concat
+local iotype = io.type
+local cspawn, cstep, ckill, cdescribe = core.spawn, core.step, core.kill, core.describe
+local call = S.call
+
+local EOF = core.EOF          -- fetched once: one Lua value, compared raw
+
+local M = { EOF = EOF }
+local methods = {}
+local Proc = S.class("ipc.proc", methods)
+local isproc = setmetatable({}, { __mode = "k" })
+
+local INVALID = "attempt to use invalid process object"
+
+local function checkproc(self, fname)
+  if not isproc[self] then
+    S.error("calling '" .. fname .. "' on bad self (ipc.proc expected, got "
+            .. type(self) .. ")")
+  end
+  return self
+end
+
+function methods.__state(self)
+  local c = self._core
+  return c and cdescribe(c)
+end
+
+-- A stream option: true = pipe, false/nil = inherit, a Lua file = redirect
+-- (flushed first, handed over as `tostring(f)`, which shows the FILE*).
+local function stream(v)
+  local t = iotype(v)
+  if t == "file" then
+    v:flush()
+    return tostring(v)
+  elseif t == "closed file" then
+    S.error("attempt to use a closed file")
+  end
+  return v and true or false
+end
+
+function M.spawn(...)
+  local cmd, opts = ...
+  cmd = S.checkstring(cmd, 1, "spawn", select("#", ...) < 1)
+  if type(opts) ~= "table" then
+    S.typeerror(2, "spawn", "table", opts, select("#", ...) < 2)
+  end
+  local i, o, e = stream(opts.stdin), stream(opts.stdout), stream(opts.stderr)
+  local cb = opts.callback
+  if type(cb) ~= "function" and (o == true or e == true) then
+    S.error("'callback' field required")
+  end
+  local c, msg, code = call(cspawn, cmd, i, o, e)
+  if not c then return nil, msg, code end
+  local h = S.new(Proc, {
+    _core = c, _cb = cb, _q = {}, _n = 0,
+    _pipe = (i == true), _eof = false, _valid = true,
+  })
+  isproc[h] = true
+  return h
+end
+
+function methods.write(self, ...)
+  checkproc(self, "write")
+  if not self._valid then S.error(INVALID) end
+  if not self._pipe then S.error("process stdin is not connected to a pipe") end
+  local q, n = self._q, self._n
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    local t = type(v)
+    local eof = false
+    if t == "string" then
+      -- the common case first
+    elseif t == "number" then
+      v = tostring(v)
+    elseif rawequal(v, EOF) then
+      eof = true
+    else
+      self._n = n
+      S.typeerror(i, "write", "string", v)
+    end
+    if self._eof then
+      self._n = n
+      S.error("pipe to stdin is already closed")
+    end
+    if eof then
+      self._eof = true
+    elseif #v > 0 then
+      n = n + 1
+      q[n] = v
+    end
+  end
+  self._n = n
+  return true
+end
+
+local SIGNALS = { term = true, kill = true }
+
+function methods.kill(self, sig)
+  checkproc(self, "kill")
+  local s = S.checkoption(sig, 1, "kill", nil, SIGNALS)
+  if not self._valid then S.error(INVALID) end
+  return call(ckill, self._core, s)
+end
+
+-- Deliver what one turn brought: pairs (stream, data), or triples (stream,
+-- errno, message) for a failed read.  The position is kept in the handle,
+-- so after a callback error the next h:wait() goes on where this stopped.
+local function deliver(self, t, cb)
+  local i, n = self._i, #t
+  while i <= n do
+    local s, d = t[i], t[i + 1]
+    if type(d) == "string" then
+      i = i + 2
+      self._i = i
+      cb(s, d)
+    else
+      i = i + 3
+      self._i = i
+      cb(s, nil, t[i - 1], d)
+    end
+  end
+  self._t = nil
+end
+
+function methods.wait(self)
+  checkproc(self, "wait")
+  if not self._valid then S.error(INVALID) end
+  local c, cb = self._core, self._cb
+  while true do
+    local t = self._t
+    if t then
+      deliver(self, t, cb)
+      local kind = t[1]
+      if kind then
+        self._valid = false
+        return (kind == "exit" and t[2] == 0) or nil, kind, t[2]
+      end
+    end
+    local data, n = nil, self._n
+    if n > 0 then
+      data = (n == 1) and self._q[1] or concat(self._q, "", 1, n)
+      self._q, self._n = {}, 0
+    end
+    t = { call(cstep, c, data, self._eof) }
+    if t[1] == nil then return nil, t[2], t[3] end    -- an OS failure
+    self._t, self._i = t, 3
+  end
+end
+
+return M

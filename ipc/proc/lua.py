@@ -1,0 +1,127 @@
+"""Core functions of the Lua face of ipc.proc (see face.lua).
+
+The event loop of ``h:wait()`` runs in Lua and calls ``step`` once per turn:
+Python waits for readiness, moves the bytes and hands back what arrived;
+Lua calls the callback.  So a callback may yield on every engine: no yield
+ever has to cross a Python frame.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import re
+import signal as _signal
+
+from . import Process
+
+
+class _EOFType:
+    """proc.EOF: one unique value (a userdata in Lua, as LuaIPC's)."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "proc.EOF"
+
+    __str__ = __repr__
+
+
+EOF = _EOFType()
+
+
+def _noop(stream, data):  # the Lua face delivers output itself
+    pass
+
+
+class LuaProcess(Process):
+    """A Process whose stream names are already Lua strings."""
+    _NAMES = (b"stdout", b"stderr")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fileno.argtypes = [ctypes.c_void_p]
+_libc.fileno.restype = ctypes.c_int
+_FILE_ADDR = re.compile(rb"\((?:0x)?([0-9a-fA-F]+)\)\s*$")
+
+
+def _fd_of(desc: bytes) -> int:
+    """The descriptor of a Lua file from ``tostring(file)``: ``file (0x...)``
+    shows the FILE* on every engine; libc's fileno() of it is the fd."""
+    m = _FILE_ADDR.search(desc)
+    if not m:
+        raise OSError(_errno.EBADF, "Bad file descriptor")
+    fd = _libc.fileno(int(m.group(1), 16))
+    if fd < 0:
+        code = ctypes.get_errno() or _errno.EBADF
+        raise OSError(code, __import__("os").strerror(code))
+    return fd
+
+
+def _stream(v):
+    if v is True:
+        return True
+    if isinstance(v, bytes):
+        return _fd_of(v)
+    return None
+
+
+def spawn(cmd: bytes, stdin, stdout, stderr):
+    """A LuaProcess (or an OSError: the face returns nil, msg, errno)."""
+    return LuaProcess(cmd, stdin=_stream(stdin), stdout=_stream(stdout),
+                      stderr=_stream(stderr), callback=_noop)
+
+
+def step(h: LuaProcess, data, eof):
+    """Feed ``data`` (queued by h:write since the last turn), close stdin if
+    ``eof``, wait for the pipes and move bytes.  Returns ``kind, code`` and
+    then the output: ``stream, data`` pairs, or ``stream, errno, message``
+    for a failed read.  ``kind`` is false while running, "exit"/"signal"
+    once reaped."""
+    pump = h._pump
+    if data is not None:
+        pump.feed(data)
+    if eof and not pump.eof:
+        pump.close_input()
+    out: list = []
+    try:
+        pump.step(None, out)
+    except KeyboardInterrupt:
+        # Ctrl-C: do not leave the child running (term, a grace, then kill).
+        h.shutdown(0.5)
+        raise
+    if pump.done:
+        rc = h.returncode
+        head = (b"signal", -rc) if rc < 0 else (b"exit", rc)
+    else:
+        head = (False, 0)
+    if not out:
+        return head
+    for i in range(1, len(out), 2):
+        if isinstance(out[i], OSError):
+            break
+    else:
+        return (*head, *out)
+    flat = list(head)
+    for i in range(0, len(out), 2):
+        name, data = out[i], out[i + 1]
+        if isinstance(data, OSError):
+            code = data.errno or _errno.EIO
+            msg = (data.strerror or __import__("os").strerror(code)).encode(errors="replace")
+            flat += [name, code, msg]
+        else:
+            flat += [name, data]
+    return tuple(flat)
+
+
+_SIGNALS = {b"term": _signal.SIGTERM, b"kill": _signal.SIGKILL}
+
+
+def kill(h: LuaProcess, sig: bytes):
+    h.send_signal(_SIGNALS[sig])
+    return True
+
+
+def describe(h: LuaProcess) -> bytes:
+    rc = h.returncode
+    if rc is None:
+        return f"pid {h.pid}".encode()
+    return f"pid {h.pid}, {'signal' if rc < 0 else 'exit'} {abs(rc)}".encode()
