@@ -106,8 +106,10 @@ end
 
 local SIGNALS = { term = true, kill = true }
 
-function methods.kill(self, sig)
+function methods.kill(self, ...)
   checkproc(self, "kill")
+  local sig = ...
+  if sig == nil then S.typeerror(1, "kill", "string", nil, select("#", ...) == 0) end
   local s = S.checkoption(sig, 1, "kill", nil, SIGNALS)
   if not self._valid then S.error(INVALID) end
   return call(ckill, self._core, s)
