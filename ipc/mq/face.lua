@@ -23,7 +23,7 @@ local Q, SIZE, CAP = {}, {}, {}
 
 local M = {}
 local methods = {}
-local MQ = S.class("ipc.mq", methods)
+local MQ          -- the metatable, made below once every method exists
 
 local function bad_self(fname, self)
   S.error(format("calling '%s' on bad self (ipc.mq expected, got %s)", fname,
@@ -103,5 +103,8 @@ end
 function methods.__state(self)
   if rawget(self, Q) == false then return "closed" end
 end
+
+-- After the methods: S.class gives <close> only if `close` exists.
+MQ = S.class("ipc.mq", methods)
 
 return M
