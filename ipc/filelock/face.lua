@@ -47,8 +47,9 @@ local function locker(fname, corefn)
     nbytes = S.optinteger(nbytes, 4, fname, 0)
     local ok
     ok, msg, code = call(corefn, fd, mode == "r", offset, nbytes)
-    if ok then refresh(f) end
-    return ok, msg, code
+    if ok then refresh(f); return true end
+    if ok == false then return false end
+    return nil, msg, code
   end
 end
 
