@@ -1,0 +1,460 @@
+"""ipcctl as a real command, against real named objects held (or left
+behind) by real child processes, some of them killed with SIGKILL.
+
+Objects are made with posix_ipc directly (what ipc.shm/sem/mq do
+underneath), so these tests do not depend on those modules.  Every test
+names its objects "luaipct-<random>-<kind>" and cleans with that exact
+pattern: other people's tests running at the same time on this machine
+have objects that are briefly unused, and a bare `ipcctl clean` would
+take them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import posix_ipc
+import pytest
+
+from conftest import PREFIX
+
+pytestmark = pytest.mark.timeout(120)
+
+SHM_DIR = Path("/dev/shm")
+
+
+def _ipcctl_command() -> list[str]:
+    script = Path(sys.executable).with_name("ipcctl")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("ipcctl")
+    return [found] if found else [sys.executable, "-m", "ipc.cli.ipcctl"]
+
+
+IPCCTL = _ipcctl_command()
+IS_ROOT = os.geteuid() == 0
+
+
+def _global_mqueue_mounted() -> bool:
+    from ipc._registry import mqueue_dir
+    return mqueue_dir() is not None
+
+
+_private_mount_ok: bool | None = None
+
+
+def _can_mount_private_mqueue(tmp: Path) -> bool:
+    """Can we mount an mqueue fs in a private mount namespace (root)?"""
+    global _private_mount_ok
+    if _private_mount_ok is None:
+        unshare = shutil.which("unshare")
+        _private_mount_ok = bool(unshare) and subprocess.run(
+            [unshare, "-m", "--propagation", "private", "sh", "-c",
+             'mount -t mqueue none "$0"', str(tmp)],
+            capture_output=True, timeout=30).returncode == 0
+    return _private_mount_ok
+
+
+def ipcctl(*args: str, mq_dir: Path | None = None, prefix: list[str] | None = None,
+           check: bool = False) -> subprocess.CompletedProcess:
+    """Run ipcctl; with mq_dir, in a private mount namespace where an mqueue
+    filesystem is mounted on mq_dir (so the machine's mounts stay as they are)."""
+    cmd = IPCCTL + list(args)
+    if mq_dir is not None:
+        cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+               'mount -t mqueue none "$0" && exec "$@"', str(mq_dir)] + cmd
+    if prefix:
+        cmd = prefix + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    if check:
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    return r
+
+
+def ls_json(*args: str, **kw) -> list[dict]:
+    r = ipcctl("ls", "--json", *args, check=True, **kw)
+    return json.loads(r.stdout)
+
+
+def by_kind(objs: list[dict]) -> dict[str, dict]:
+    return {o["kind"]: o for o in objs}
+
+
+def _unlink_all(names: dict[str, str]) -> None:
+    for fn, key in ((posix_ipc.unlink_shared_memory, "shm"),
+                    (posix_ipc.unlink_semaphore, "sem"),
+                    (posix_ipc.unlink_message_queue, "mq")):
+        for name in names.values():
+            try:
+                fn("/" + name)
+            except (posix_ipc.ExistentialError, ValueError):
+                pass
+
+
+@pytest.fixture
+def objnames():
+    """A fresh base name; call it for {"shm": base-shm, "sem": ..., "mq": ...}.
+
+    Everything of every kind under those names is unlinked afterwards, even
+    when the test fails (conftest's cleanup cannot remove queues when no
+    mqueue filesystem is mounted).
+    """
+    made: list[dict[str, str]] = []
+
+    def make() -> tuple[str, dict[str, str]]:
+        base = PREFIX + uuid.uuid4().hex[:12]
+        names = {k: f"{base}-{k}" for k in ("shm", "sem", "mq")}
+        made.append(names)
+        return base, names
+
+    yield make
+    for names in made:
+        _unlink_all(names)
+
+
+@pytest.fixture
+def children():
+    """Popen objects started by the test; killed and reaped afterwards."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=30)
+
+
+# A child that creates (or opens) a segment, a semaphore and a queue.  The
+# segment is mapped (Python's mmap keeps a dup of the descriptor, so it is
+# "mapped+open"); the semaphore is taken (so a crash leaves it at 0); a message is
+# left in the queue.  "hold" keeps them until stdin closes or SIGKILL.
+CHILD = r"""
+import mmap, sys, posix_ipc
+how, then, shm, sem, mq = sys.argv[1:6]
+flags = posix_ipc.O_CREX if how == "create" else 0
+m = posix_ipc.SharedMemory("/" + shm, flags, mode=0o600, size=4096 if flags else 0)
+buf = mmap.mmap(m.fd, m.size)
+m.close_fd()
+buf[:5] = b"hello"
+s = posix_ipc.Semaphore("/" + sem, flags, mode=0o600, initial_value=1)
+if how == "create":
+    s.acquire(0)
+q = posix_ipc.MessageQueue("/" + mq, flags, mode=0o600, max_messages=4, max_message_size=64)
+if how == "create":
+    q.send(b"left behind")
+print("ready", flush=True)
+if then == "hold":
+    sys.stdin.read()
+"""
+
+
+def spawn(children, how: str, then: str, names: dict[str, str]) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-c", CHILD, how, then,
+                          names["shm"], names["sem"], names["mq"]],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    children.append(p)
+    line = p.stdout.readline()
+    assert line == "ready\n", f"child failed: {line!r}"
+    return p
+
+
+def create_again(names: dict[str, str]) -> None:
+    """A fresh exclusive create with the same names succeeds (then unlink)."""
+    m = posix_ipc.SharedMemory("/" + names["shm"], posix_ipc.O_CREX, mode=0o600, size=16)
+    m.close_fd()
+    m.unlink()
+    s = posix_ipc.Semaphore("/" + names["sem"], posix_ipc.O_CREX, mode=0o600)
+    s.unlink()
+    s.close()
+    q = posix_ipc.MessageQueue("/" + names["mq"], posix_ipc.O_CREX, mode=0o600)
+    q.unlink()
+    q.close()
+
+
+def mq_mount(tmp_path: Path) -> Path | None:
+    """Where ipcctl should see an mqueue fs: None = the machine's own mount,
+    a directory = mount privately there; skip if neither is possible."""
+    if _global_mqueue_mounted():
+        return None
+    d = tmp_path / "mqueue"
+    d.mkdir()
+    if not _can_mount_private_mqueue(d):
+        pytest.skip("no mqueue filesystem mounted and cannot mount one privately "
+                    "(needs root): orphaned queues are invisible")
+    return d
+
+
+# --------------------------------------------------------------------------
+# The crash-recovery story
+
+
+def test_crash_recovery_shm_sem_mq(objnames, children, tmp_path):
+    """SIGKILL the creator -> ls says orphaned -> clean removes -> create works."""
+    base, names = objnames()
+    mqd = mq_mount(tmp_path)
+    child = spawn(children, "create", "hold", names)
+
+    # While it lives: in use, by that very process (the semaphore through
+    # glibc's temporary file, which only the inode ties to the name).
+    objs = by_kind(ls_json(base + "-*", mq_dir=mqd))
+    assert set(objs) == {"shm", "sem", "mq"}
+    for kind, o in objs.items():
+        assert o["name"] == names[kind]
+        assert o["state"] == "in-use", o
+        assert [p["pid"] for p in o["processes"]] == [child.pid], o
+        assert o["owner"] and o["mode"] == "0600"
+    assert objs["shm"]["size"] == 4096
+    assert "mapped" in objs["shm"]["processes"][0]["how"]  # (mmap keeps a dup of the fd)
+    assert objs["sem"]["value"] == 0
+    assert objs["mq"]["size"] == len(b"left behind")
+    # clean leaves an object in use alone
+    r = ipcctl("clean", base + "-*", mq_dir=mqd, check=True)
+    assert "nothing to clean" in r.stdout
+    assert len(ls_json(base + "-*", mq_dir=mqd)) == 3
+
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=30) == -signal.SIGKILL
+
+    # The crash left all three behind: a fresh exclusive create fails...
+    with pytest.raises(posix_ipc.ExistentialError):
+        posix_ipc.SharedMemory("/" + names["shm"], posix_ipc.O_CREX, mode=0o600, size=16)
+    with pytest.raises(posix_ipc.ExistentialError):
+        posix_ipc.Semaphore("/" + names["sem"], posix_ipc.O_CREX, mode=0o600)
+    with pytest.raises(posix_ipc.ExistentialError):
+        posix_ipc.MessageQueue("/" + names["mq"], posix_ipc.O_CREX, mode=0o600)
+
+    # ...ls shows them as orphaned, in the table and in JSON
+    objs = by_kind(ls_json(base + "-*", mq_dir=mqd))
+    assert {k: o["state"] for k, o in objs.items()} == dict.fromkeys(names, "orphaned")
+    assert all(o["processes"] == [] for o in objs.values())
+    assert objs["sem"]["value"] == 0  # the dead process still "holds" it
+    table = ipcctl("ls", base + "-*", mq_dir=mqd, check=True).stdout
+    for kind in names:
+        line = next(l for l in table.splitlines() if names[kind] in l)
+        assert line.split()[0] == kind and "orphaned" in line
+
+    # dry run says what it would do and does nothing
+    r = ipcctl("clean", "--dry-run", base + "-*", mq_dir=mqd, check=True)
+    for kind, n in names.items():
+        assert f"would remove {kind} {n}" in r.stdout
+    assert len(ls_json(base + "-*", mq_dir=mqd)) == 3
+
+    # clean removes them and says so
+    r = ipcctl("clean", base + "-*", mq_dir=mqd, check=True)
+    for kind, n in names.items():
+        assert f"removed {kind} {n}" in r.stdout
+    assert "3 objects removed" in r.stdout
+    assert ls_json(base + "-*", mq_dir=mqd) == []
+    assert not (SHM_DIR / names["shm"]).exists()
+    assert not (SHM_DIR / f"sem.{names['sem']}").exists()
+
+    create_again(names)
+
+
+def test_clean_leaves_objects_a_live_process_holds(objnames, children, tmp_path):
+    """Creator exits; a second process opens the objects: clean must not touch
+    them while it lives, and removes them once it is killed."""
+    base, names = objnames()
+    base2, orphans = objnames()
+    mqd = mq_mount(tmp_path)
+    creator = spawn(children, "create", "exit", names)
+    assert creator.wait(timeout=30) == 0
+    spawn(children, "create", "exit", orphans)
+    holder = spawn(children, "open", "hold", names)  # maps/opens by name
+
+    both = PREFIX + "*"  # the glob covers both sets; clean must sort them out
+    pattern_objs = [o for o in ls_json(both, mq_dir=mqd) if o["name"].startswith((base, base2))]
+    states = {o["name"]: o["state"] for o in pattern_objs}
+    assert states == {**dict.fromkeys(names.values(), "in-use"),
+                      **dict.fromkeys(orphans.values(), "orphaned")}
+
+    r = ipcctl("clean", "--json", base + "*", mq_dir=mqd, check=True)
+    assert json.loads(r.stdout) == []
+    r = ipcctl("clean", "--json", base2 + "*", mq_dir=mqd, check=True)
+    removed = json.loads(r.stdout)
+    assert sorted((o["kind"], o["name"], o["removed"], o["error"]) for o in removed) == \
+        sorted((k, n, True, None) for k, n in orphans.items())
+
+    objs = by_kind(ls_json(base + "-*", mq_dir=mqd))
+    assert {k: o["state"] for k, o in objs.items()} == dict.fromkeys(names, "in-use")
+    assert all([p["pid"] for p in o["processes"]] == [holder.pid] for o in objs.values())
+
+    holder.kill()
+    holder.wait(timeout=30)
+    r = ipcctl("clean", base + "-*", mq_dir=mqd, check=True)
+    assert "3 objects removed" in r.stdout
+    create_again(names)
+
+
+def test_queues_without_mqueue_mount(objnames, children):
+    """With no mqueue fs mounted, a queue is seen while a process holds it,
+    and ls says why orphaned ones are not; rm removes it all the same."""
+    if _global_mqueue_mounted():
+        pytest.skip("an mqueue filesystem is mounted on this machine")
+    base, names = objnames()
+    child = spawn(children, "create", "hold", names)
+    r = ipcctl("ls", "--json", base + "-*", check=True)
+    objs = by_kind(json.loads(r.stdout))
+    assert objs["mq"]["state"] == "in-use" and objs["mq"]["path"] is None
+    assert objs["mq"]["processes"][0]["pid"] == child.pid
+    child.kill()
+    child.wait(timeout=30)
+    r = ipcctl("ls", "--json", base + "-*", check=True)
+    assert sorted(o["kind"] for o in json.loads(r.stdout)) == ["sem", "shm"]
+    assert "mount -t mqueue" in r.stderr
+    r = ipcctl("rm", "mq", names["mq"])
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(posix_ipc.ExistentialError):
+        posix_ipc.unlink_message_queue("/" + names["mq"])
+
+
+# --------------------------------------------------------------------------
+# rm
+
+
+def test_rm_each_kind_and_missing_names(objnames, children):
+    base, names = objnames()
+    spawn(children, "create", "exit", names).wait(timeout=30)
+    missing = base + "-nothing"
+    r = ipcctl("rm", "shm", names["shm"], missing)
+    assert r.returncode == 1
+    assert f"shm '{missing}': No such file or directory" in r.stderr
+    assert not (SHM_DIR / names["shm"]).exists()  # the good one went anyway
+    r = ipcctl("rm", "-v", "sem", names["sem"])
+    assert r.returncode == 0 and f"removed sem {names['sem']}" in r.stdout
+    assert not (SHM_DIR / f"sem.{names['sem']}").exists()
+    r = ipcctl("rm", "mq", names["mq"])
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(posix_ipc.ExistentialError):
+        posix_ipc.MessageQueue("/" + names["mq"])
+    r = ipcctl("rm", "mq", names["mq"])
+    assert r.returncode == 1 and "No such file or directory" in r.stderr
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "/x", "", ".", "..", "x" * 300])
+def test_rm_refuses_escaping_names_before_touching_anything(bad, objnames, children, tmp_path):
+    base, names = objnames()
+    spawn(children, "create", "exit", names).wait(timeout=30)
+    # a file a name like ../../<tmp>/victim would reach from /dev/shm
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    escape = os.path.relpath(victim, SHM_DIR)
+    for kind in ("shm", "sem", "mq"):
+        r = ipcctl("rm", kind, names[kind], bad, escape)
+        assert r.returncode == 2, (kind, r.stderr)
+        assert "nothing removed" in r.stderr
+        assert repr(escape) in r.stderr
+    assert victim.read_text() == "keep me"
+    assert len(ls_json(base + "-*")) >= 2  # shm and sem still there (mq: if mounted)
+    assert (SHM_DIR / names["shm"]).exists()
+    assert (SHM_DIR / f"sem.{names['sem']}").exists()
+    posix_ipc.MessageQueue("/" + names["mq"]).close()  # still there
+
+
+def test_usage_errors_exit_2():
+    assert ipcctl().returncode == 2
+    assert ipcctl("rm", "pipe", "x").returncode == 2
+    assert ipcctl("rm", "shm").returncode == 2
+    assert ipcctl("frobnicate").returncode == 2
+
+
+# --------------------------------------------------------------------------
+# ls output
+
+
+def test_ls_table_is_aligned_and_json_keys_are_stable(objnames, children):
+    base, names = objnames()
+    spawn(children, "create", "hold", names)
+    objs = ls_json(base + "-*")
+    keys = {"kind", "name", "path", "size", "uid", "owner", "mode", "state",
+            "processes", "unknown_processes", "value"}
+    assert objs and all(set(o) == keys for o in objs)
+    assert all(set(p) == {"pid", "name", "how"} for o in objs for p in o["processes"])
+    assert [o["kind"] for o in objs][:2] == ["shm", "sem"]
+
+    lines = ipcctl("ls", base + "-*", check=True).stdout.splitlines()
+    header = lines[0]
+    assert header.split() == ["KIND", "NAME", "SIZE", "OWNER", "MODE", "STATE", "PROCESSES"]
+    rows = [l for l in lines[1:] if base in l]
+    assert len(rows) >= 2
+    for col in ("NAME", "OWNER", "MODE", "STATE", "PROCESSES"):
+        at = header.index(col)
+        for row in rows:  # every cell starts under its heading
+            assert row[at] != " " and row[at - 2:at] == "  ", (col, row)
+    assert all("rw-------" in row and "in use" in row for row in rows)
+    # nothing of ours: a friendly line, exit 0
+    r = ipcctl("ls", base + "-nothing-*", check=True)
+    assert "no named objects" in r.stdout
+
+
+def test_module_entry_point():
+    r = subprocess.run([sys.executable, "-m", "ipc.cli.ipcctl", "ls", "--json",
+                        PREFIX + "no-such-*"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == []
+    r = subprocess.run([sys.executable, "-m", "ipc.cli.ipcctl", "--version"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "ipcctl" in r.stdout
+
+
+# --------------------------------------------------------------------------
+# Other users
+
+
+NOBODY = 65534
+
+
+def _as_nobody_holding(path: Path) -> list[str]:
+    """argv of a process that runs as nobody and holds path open (root only)."""
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            "--", "sh", "-c", 'exec 3<"$0"; echo ready; exec sleep 300', str(path)]
+
+
+@pytest.mark.skipif(not IS_ROOT or not shutil.which("setpriv"),
+                    reason="needs root (to chown an object to nobody and drop privileges)")
+def test_other_users_objects_are_listed_with_all_and_never_cleaned(objnames, children):
+    base, names = objnames()
+    spawn(children, "create", "exit", names).wait(timeout=30)
+    os.chown(SHM_DIR / names["shm"], NOBODY, NOBODY)
+    mine = [o["name"] for o in ls_json(base + "-*")]
+    assert names["shm"] not in mine and names["sem"] in mine
+    theirs = by_kind(ls_json("--all", base + "-*"))
+    assert theirs["shm"]["uid"] == NOBODY and theirs["shm"]["state"] == "orphaned"
+    r = ipcctl("clean", base + "-*", check=True)
+    assert f"removed sem {names['sem']}" in r.stdout
+    assert names["shm"] not in r.stdout
+    assert (SHM_DIR / names["shm"]).exists()
+
+
+@pytest.mark.skipif(not IS_ROOT or not shutil.which("setpriv"),
+                    reason="needs root (to start a process as nobody and drop capabilities)")
+def test_unreadable_process_makes_state_unknown_and_clean_keeps_it(objnames, children):
+    """ipcctl without privileges cannot read another user's /proc entries:
+    an object that user could open is "unknown", and clean leaves it; a 0600
+    object of ours is still found orphaned."""
+    base, names = objnames()
+    spawn(children, "create", "exit", names).wait(timeout=30)
+    shared = SHM_DIR / names["shm"]
+    shared.chmod(0o666)  # nobody could have it open
+    p = subprocess.Popen(_as_nobody_holding(shared), stdout=subprocess.PIPE, text=True)
+    children.append(p)
+    assert p.stdout.readline() == "ready\n"
+    # root, but with no capabilities: like an ordinary user looking at nobody's processes
+    weak = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
+    objs = by_kind(ls_json(base + "-*", prefix=weak))
+    assert objs["shm"]["state"] == "unknown" and objs["shm"]["unknown_processes"] >= 1
+    assert objs["sem"]["state"] == "orphaned"  # 0600: nobody cannot have opened it
+    assert "unreadable" in ipcctl("ls", base + "-*", prefix=weak, check=True).stdout
+    r = ipcctl("clean", base + "-*", prefix=weak, check=True)
+    assert f"removed sem {names['sem']}" in r.stdout and names["shm"] not in r.stdout
+    assert shared.exists()
+    # with full privileges the holder is seen for what it is
+    o = by_kind(ls_json(base + "-*"))["shm"]
+    assert o["state"] == "in-use" and o["processes"][0]["pid"] == p.pid
+    assert o["processes"][0]["how"] == "open"
