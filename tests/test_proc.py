@@ -1,0 +1,392 @@
+"""ipc.proc from Python: real children, real pipes."""
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import sys
+import time
+
+import psutil
+import pytest
+
+import ipc
+from ipc import proc
+
+pytestmark = pytest.mark.timeout(120)
+
+PY = sys.executable
+
+
+class Sink:
+    """A callback that keeps what arrived, per stream."""
+
+    def __init__(self):
+        self.chunks = {"stdout": [], "stderr": []}
+        self.calls = 0
+
+    def __call__(self, stream, data):
+        assert isinstance(data, bytes) and data
+        self.chunks[stream].append(data)
+        self.calls += 1
+
+    @property
+    def out(self) -> bytes:
+        return b"".join(self.chunks["stdout"])
+
+    @property
+    def err(self) -> bytes:
+        return b"".join(self.chunks["stderr"])
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def my_children() -> set[int]:
+    return {c.pid for c in psutil.Process().children(recursive=True)}
+
+
+# -- commands: shell strings and literal argument lists --------------------------
+
+def test_list_command_passes_shell_metacharacters_literally(tmp_path):
+    nasty = "$(touch pwned1); `touch pwned2` | touch pwned3 && * ; > pwned4 'q' \"dq\" \\ \n$HOME"
+    sink = Sink()
+    p = proc.spawn([PY, "-c", "import sys; sys.stdout.write(sys.argv[1])", nasty],
+                   stdout=True, callback=sink, cwd=tmp_path)
+    assert p.wait() == 0
+    assert sink.out.decode() == nasty
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_string_command_runs_through_the_shell(tmp_path):
+    sink = Sink()
+    p = proc.spawn("echo $((6 * 7)) | tr 4 X", stdout=True, callback=sink)
+    assert p.wait() == 0
+    assert sink.out == b"X2\n"
+
+
+def test_missing_executable_in_list_form_raises():
+    with pytest.raises(FileNotFoundError):
+        proc.spawn(["/nonexistent/luaipct-no-such-program"])
+
+
+def test_missing_command_in_shell_form_exits_127():
+    sink = Sink()
+    p = proc.spawn("luaipct-no-such-command", stderr=True, callback=sink)
+    assert p.wait() == 127
+    assert p.status == ("exit", 127)
+    assert b"not found" in sink.err
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError):
+        proc.spawn("true", stdout=True)           # piped output needs a callback
+    with pytest.raises(TypeError):
+        proc.spawn("true", stderr=True, callback="not callable")
+    with pytest.raises(TypeError):
+        proc.spawn(42)
+    with pytest.raises(ValueError):
+        proc.spawn([])
+    with pytest.raises(TypeError):
+        proc.spawn("true", stdin=3.5)
+    with pytest.raises(ValueError):
+        proc.spawn("true", stdout=proc.STDOUT)
+    with pytest.raises(ValueError):
+        proc.pipeline([])
+
+
+# -- the handle ------------------------------------------------------------------
+
+def test_write_close_stdin_wait_and_attributes():
+    sink = Sink()
+    p = proc.spawn(["tr", "a-z", "A-Z"], stdin=True, stdout=True, callback=sink)
+    assert p.pid > 0 and p.returncode is None and p.status is None and not p.finished
+    p.write(b"hello ")
+    p.write("world")
+    p.write(bytearray(b"\n"))
+    p.close_stdin()
+    p.close_stdin()                               # idempotent
+    with pytest.raises(ValueError):
+        p.write(b"late")
+    assert p.wait() == 0
+    assert p.returncode == 0 and p.status == ("exit", 0) and p.finished
+    assert sink.out == b"HELLO WORLD\n"
+    assert repr(p).startswith("<ipc.proc.Process pid=")
+
+
+def test_write_without_stdin_pipe_is_an_error():
+    p = proc.spawn("true")
+    with pytest.raises(ValueError):
+        p.write(b"x")
+    with pytest.raises(ValueError):
+        p.close_stdin()
+    assert p.wait() == 0
+
+
+def test_exit_codes_and_signals():
+    assert proc.spawn("exit 3").wait() == 3
+    p = proc.spawn(["sleep", "30"])
+    p.terminate()
+    assert p.wait() == -signal.SIGTERM and p.status == ("signal", 15)
+    p = proc.spawn(["sleep", "30"])
+    p.kill()
+    assert p.wait() == -signal.SIGKILL and p.status == ("signal", 9)
+
+
+def test_stderr_to_stdout():
+    sink = Sink()
+    p = proc.spawn("echo a; echo b >&2", stdout=True, stderr=proc.STDOUT, callback=sink)
+    assert p.wait() == 0
+    assert sorted(sink.out.split()) == [b"a", b"b"] and sink.err == b""
+
+
+def test_redirect_to_and_from_files(tmp_path):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.write_bytes(b"from a file\n")
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        assert proc.spawn(["cat"], stdin=fin, stdout=fout).wait() == 0
+    assert dst.read_bytes() == b"from a file\n"
+    fd = os.open(dst, os.O_WRONLY | os.O_APPEND)
+    try:
+        assert proc.spawn("echo more", stdout=fd).wait() == 0
+    finally:
+        os.close(fd)
+    assert dst.read_bytes() == b"from a file\nmore\n"
+    sink = Sink()
+    assert proc.spawn("cat", stdin=proc.DEVNULL, stdout=True, callback=sink).wait() == 0
+    assert sink.out == b""
+
+
+# -- nothing lost, no deadlock ------------------------------------------------------
+
+def test_8mib_single_write_round_trips():
+    data = os.urandom(1 << 16) * 128
+    sink = Sink()
+    p = proc.spawn(["cat"], stdin=True, stdout=True, callback=sink)
+    p.write(data)
+    p.close_stdin()
+    assert p.wait() == 0
+    assert sink.out == data
+
+
+def test_100000_small_writes_round_trip():
+    sink = Sink()
+    p = proc.spawn(["cat"], stdin=True, stdout=True, callback=sink)
+    parts = [b"%d," % i for i in range(100_000)]
+    for part in parts:
+        p.write(part)
+    p.close_stdin()
+    assert p.wait() == 0
+    assert sink.out == b"".join(parts)
+
+
+FLOOD = r"""
+import os, sys
+os.write(2, b"E" * (3 << 20))
+sys.stdout.buffer.write(b"O" * (3 << 20)); sys.stdout.flush()
+while True:
+    d = os.read(0, 65536)
+    if not d: break
+    sys.stdout.buffer.write(d); sys.stdout.flush()
+    os.write(2, d)
+"""
+
+
+def test_flood_on_both_outputs_while_stdin_is_fed():
+    data = os.urandom(4 << 20)
+    sink = Sink()
+    p = proc.spawn([PY, "-c", FLOOD], stdin=True, stdout=True, stderr=True, callback=sink)
+    p.write(data)
+    p.close_stdin()
+    assert p.wait() == 0
+    assert sink.out == b"O" * (3 << 20) + data
+    assert sink.err == b"E" * (3 << 20) + data
+
+
+def test_child_that_never_reads_stdin():
+    p = proc.spawn("exit 4", stdin=True)
+    p.write(b"x" * (8 << 20))
+    p.close_stdin()
+    assert p.wait() == 4
+
+
+def test_interactive_replies_from_the_callback():
+    lines = []
+    buf = bytearray()
+
+    def cb(stream, data):
+        buf.extend(data)
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            lines.append(line)
+            n = len(lines)
+            if n < 5:
+                p.write(b"%d\n" % (n + 1))
+            elif n == 5:
+                p.close_stdin()
+
+    p = proc.spawn('while read l; do echo "got $l"; done; echo bye',
+                   stdin=True, stdout=True, callback=cb)
+    p.write(b"1\n")
+    assert p.wait() == 0
+    assert lines == [b"got 1", b"got 2", b"got 3", b"got 4", b"got 5", b"bye"]
+
+
+# -- timeouts, the tree, lifetime ---------------------------------------------------
+
+def test_wait_timeout_raises_and_can_be_retried():
+    p = proc.spawn(["sleep", "30"], stdout=True, callback=Sink())
+    with pytest.raises(ipc.Timeout) as info:
+        p.wait(0.2)
+    assert isinstance(info.value, TimeoutError)
+    with pytest.raises(ipc.Timeout):
+        p.wait(0)
+    assert p.returncode is None
+    p.kill()
+    assert p.wait(10) == -9
+
+
+def test_wait_timeout_when_only_reaping_remains():
+    p = proc.spawn("exec sleep 30")               # no pipes at all
+    t0 = time.monotonic()
+    with pytest.raises(ipc.Timeout):
+        p.wait(0.3)
+    assert time.monotonic() - t0 >= 0.29
+    p.terminate()
+    assert p.wait(10) == -15
+
+
+def test_output_is_delivered_while_waiting_with_timeout():
+    sink = Sink()
+    p = proc.spawn("echo early; exec sleep 30", stdout=True, callback=sink)
+    with pytest.raises(ipc.Timeout):
+        p.wait(1.0)
+    assert sink.out == b"early\n"
+    p.kill()
+    p.wait()
+
+
+def test_kill_tree_reaches_grandchildren():
+    p = proc.spawn("sleep 60 & sleep 60 & wait", stdout=True, callback=Sink())
+    deadline = time.monotonic() + 10
+    while len(psutil.Process(p.pid).children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    kids = [c.pid for c in psutil.Process(p.pid).children(recursive=True)]
+    assert len(kids) == 2
+    p.kill_tree()
+    # the grandchildren held stdout open too: wait() returns only once they die
+    assert p.wait(10) == -9
+    for k in kids:
+        assert gone(k)
+
+
+def test_collected_handle_kills_and_reaps_child():
+    p = proc.spawn(["sleep", "30"], stdin=True, stdout=True, callback=Sink())
+    pid = p.pid
+    del p
+    gc.collect()
+    assert gone(pid)
+
+
+def test_context_manager_waits_or_kills():
+    sink = Sink()
+    with proc.spawn(["cat"], stdin=True, stdout=True, callback=sink) as p:
+        p.write(b"in a with block")
+    assert p.returncode == 0 and sink.out == b"in a with block"
+    with pytest.raises(RuntimeError):
+        with proc.spawn(["sleep", "30"], stdout=True, callback=Sink()) as p:
+            raise RuntimeError("boom")
+    assert p.returncode is not None and p.returncode < 0
+    p.close()
+    p.close()                                      # idempotent
+
+
+def test_callback_exception_propagates_and_wait_resumes():
+    calls = []
+
+    def cb(stream, data):
+        calls.append(data)
+        if len(calls) == 1:
+            raise KeyError("boom")
+
+    p = proc.spawn("printf a; sleep 0.1; printf b", stdout=True, callback=cb)
+    with pytest.raises(KeyError):
+        p.wait()
+    assert p.wait() == 0
+    assert b"".join(calls) == b"ab"
+
+
+def test_idle_wait_costs_no_cpu():
+    before = time.process_time()
+    p = proc.spawn("sleep 1; echo done", stdin=True, stdout=True, callback=Sink())
+    assert p.wait() == 0
+    assert time.process_time() - before < 0.5
+
+
+# -- pipelines -------------------------------------------------------------------
+
+def test_pipeline_without_a_shell():
+    sink = Sink()
+    pl = proc.pipeline([["printf", "b\\na\\nc\\n"], ["sort"], ["tr", "a-z", "A-Z"]],
+                       stdout=True, callback=sink)
+    assert len(pl.pids) == 3 and pl.pid == pl.pids[-1]
+    assert pl.wait() == 0
+    assert sink.out == b"A\nB\nC\n"
+    assert pl.returncodes == [0, 0, 0]
+    assert "Pipeline" in repr(pl)
+
+
+def test_pipeline_feeds_8mib_and_collects_stderr_of_all():
+    data = os.urandom(8 << 20)
+    sink = Sink()
+    pl = proc.pipeline([["cat"], [PY, "-c", "import sys; sys.stderr.write('mid\\n'); "
+                                            "sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+                        "cat; echo end >&2"],
+                       stdin=True, stdout=True, stderr=True, callback=sink)
+    pl.write(data)
+    pl.close_stdin()
+    assert pl.wait() == 0
+    assert sink.out == data
+    assert sorted(sink.err.split()) == [b"end", b"mid"]
+
+
+def test_pipeline_status_is_the_last_commands():
+    pl = proc.pipeline(["exit 3", "cat >/dev/null; exit 5"], stdin=proc.DEVNULL)
+    assert pl.wait() == 5
+    assert pl.returncodes == [3, 5]
+
+
+def test_pipeline_with_a_missing_program_leaves_nothing_behind():
+    before = my_children()
+    fds_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(FileNotFoundError):
+        proc.pipeline([["sleep", "30"], ["/nonexistent/luaipct-missing"], ["cat"]],
+                      stdout=True, callback=Sink())
+    assert my_children() - before == set() or all(gone(p) for p in my_children() - before)
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+# -- run() -----------------------------------------------------------------------
+
+def test_run_collects_everything():
+    r = proc.run(["sh", "-c", "cat; echo e >&2; exit 2"], b"data")
+    assert r == (2, b"data", b"e\n")
+    assert (r.returncode, r.stdout, r.stderr) == (2, b"data", b"e\n")
+    r = proc.run([["printf", "x\\ny\\n"], ["wc", "-l"]])
+    assert r.returncode == 0 and r.stdout.strip() == b"2"
+
+
+def test_run_timeout_kills_the_tree():
+    t0 = time.monotonic()
+    with pytest.raises(ipc.Timeout):
+        proc.run("sleep 30 & sleep 30; wait", timeout=0.5)
+    assert time.monotonic() - t0 < 20
