@@ -380,14 +380,17 @@ def test_ls_table_is_aligned_and_json_keys_are_stable(objnames, children):
 
     lines = ipcctl("ls", base + "-*", check=True).stdout.splitlines()
     header = lines[0]
-    assert header.split() == ["KIND", "NAME", "SIZE", "OWNER", "MODE", "STATE", "PROCESSES"]
+    assert header.split() == ["KIND", "NAME", "SIZE", "OWNER", "MODE", "VALUE", "STATE",
+                              "PROCESSES"]
     rows = [l for l in lines[1:] if base in l]
     assert len(rows) >= 2
-    for col in ("NAME", "OWNER", "MODE", "STATE", "PROCESSES"):
+    for col in ("NAME", "OWNER", "MODE", "VALUE", "STATE", "PROCESSES"):
         at = header.index(col)
         for row in rows:  # every cell starts under its heading
             assert row[at] != " " and row[at - 2:at] == "  ", (col, row)
     assert all("rw-------" in row and "in use" in row for row in rows)
+    sem_row = next(r for r in rows if names["sem"] in r)
+    assert sem_row[header.index("VALUE"):].split()[0] == "0"  # the child took it
     # nothing of ours: a friendly line, exit 0
     r = ipcctl("ls", base + "-nothing-*", check=True)
     assert "no named objects" in r.stdout

@@ -67,12 +67,12 @@ def cmd_ls(args) -> int:
         json.dump([o.as_dict() for o in objs], sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif objs:
-        rows = [["KIND", "NAME", "SIZE", "OWNER", "MODE", "STATE", "PROCESSES"]]
+        rows = [["KIND", "NAME", "SIZE", "OWNER", "MODE", "VALUE", "STATE", "PROCESSES"]]
         for o in objs:
-            value = f" value={o.value}" if o.value is not None else ""
             rows.append([o.kind, o.name, _size_text(o), o.owner,
                          stat.filemode(stat.S_IFREG | o.mode)[1:],
-                         STATE_TEXT[o.state], _procs_text(o) + value])
+                         "-" if o.value is None else str(o.value),
+                         STATE_TEXT[o.state], _procs_text(o)])
         _table(rows, sys.stdout)
     else:
         who = "" if args.all else " of yours"
