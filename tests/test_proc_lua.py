@@ -512,3 +512,22 @@ def test_ctrl_c_during_wait_interrupts_and_kills_child(engine, tmp_path):
     assert b"not reached" not in out
     assert p.returncode != 0
     assert gone(child), "the child outlived Ctrl-C"
+
+
+def test_second_waiter_while_a_callback_is_suspended(lua):
+    # A callback yields; the main thread waits on the same handle meanwhile:
+    # every chunk is delivered once, in order, and both get the status.
+    r = run(lua, """
+      local got = {}
+      local h = proc.spawn("printf a; sleep 0.05; printf b; sleep 0.05; printf c",
+                           { stdout = true, callback = function(s, d)
+        got[#got + 1] = d
+        if #got == 1 then coroutine.yield() end
+      end })
+      local co = coroutine.create(function() return h:wait() end)
+      assert(coroutine.resume(co))                  -- suspended in the callback
+      local a = { h:wait() }                        -- the main thread takes over
+      local ok, b1, b2, b3 = coroutine.resume(co)   -- the first waiter finishes too
+      return table.concat(got), a[1], a[2], a[3], ok, b1, b2, b3, coroutine.status(co)
+    """)
+    assert r == (b"abc", True, b"exit", 0, True, True, b"exit", 0, b"dead")

@@ -115,26 +115,13 @@ function methods.kill(self, ...)
   return call(ckill, self._core, s)
 end
 
--- Deliver what one turn brought: pairs (stream, data), or triples (stream,
--- errno, message) for a failed read.  The position is kept in the handle,
--- so after a callback error the next h:wait() goes on where this stopped.
-local function deliver(self, t, cb)
-  local i, n = self._i, #t
-  while i <= n do
-    local s, d = t[i], t[i + 1]
-    if type(d) == "string" then
-      i = i + 2
-      self._i = i
-      cb(s, d)
-    else
-      i = i + 3
-      self._i = i
-      cb(s, nil, t[i - 1], d)
-    end
-  end
-  self._t = nil
-end
-
+-- h:wait() -- one turn: hand over the queued input, let Python wait and move
+-- bytes (core.step), then deliver what arrived: pairs (stream, data), or
+-- triples (stream, errno, message) for a failed read.  The delivery position
+-- lives in the handle and is stored before each callback, so a callback
+-- that raises loses nothing (the next h:wait() goes on after it), and a
+-- callback that yields may even see another coroutine wait on the same
+-- handle: every chunk is delivered exactly once, in order.
 function methods.wait(self)
   checkproc(self, "wait")
   if not self._valid then S.error(INVALID) end
@@ -142,21 +129,38 @@ function methods.wait(self)
   while true do
     local t = self._t
     if t then
-      deliver(self, t, cb)
-      local kind = t[1]
-      if kind then
-        self._valid = false
-        return (kind == "exit" and t[2] == 0) or nil, kind, t[2]
+      local i = self._i
+      local s = t[i]
+      if s ~= nil then
+        local d = t[i + 1]
+        if type(d) == "string" then
+          self._i = i + 2
+          cb(s, d)
+        else
+          self._i = i + 3
+          cb(s, nil, t[i + 2], d)
+        end
+      else
+        self._t = nil
+        local kind = t[1]
+        if kind then                                  -- reaped
+          local code = t[2]
+          self._valid = false
+          self._ok, self._kind, self._code = (kind == "exit" and code == 0) or nil, kind, code
+        end
       end
+    elseif self._kind then
+      return self._ok, self._kind, self._code
+    else
+      local data, n = nil, self._n
+      if n > 0 then
+        data = (n == 1) and self._q[1] or concat(self._q, "", 1, n)
+        self._q, self._n = {}, 0
+      end
+      t = { call(cstep, c, data, self._eof) }
+      if t[1] == nil then return nil, t[2], t[3] end  -- an OS failure
+      self._t, self._i = t, 3
     end
-    local data, n = nil, self._n
-    if n > 0 then
-      data = (n == 1) and self._q[1] or concat(self._q, "", 1, n)
-      self._q, self._n = {}, 0
-    end
-    t = { call(cstep, c, data, self._eof) }
-    if t[1] == nil then return nil, t[2], t[3] end    -- an OS failure
-    self._t, self._i = t, 3
   end
 end
 
