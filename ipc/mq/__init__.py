@@ -104,6 +104,24 @@ def _timeout(timeout: float | None) -> float | None:
     return timeout
 
 
+_CLOSED = "I/O operation on closed message queue"
+
+
+def _as_bytes(message: Any) -> bytes:
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message)
+    raise TypeError(f"message must be bytes, not {type(message).__name__}"
+                    + (" (encode it first)" if isinstance(message, str) else ""))
+
+
+def _check_priority(priority: Any) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be an int, not {type(priority).__name__}")
+    if not 0 <= priority <= PRIORITY_MAX:
+        raise ValueError(f"priority must be in 0..{PRIORITY_MAX}, not {priority}")
+    return int(priority)
+
+
 def _has_cap_sys_resource() -> bool:
     """Whether the kernel lets this process exceed msg_max/msgsize_max."""
     try:
@@ -209,20 +227,29 @@ class MessageQueue:
         full, ``ValueError`` for a message over ``msgsize`` bytes or a
         priority outside ``0..PRIORITY_MAX``.
         """
-        mq = self._open()
-        if isinstance(message, (bytearray, memoryview)):
-            message = bytes(message)
-        elif not isinstance(message, bytes):
-            raise TypeError(f"message must be bytes, not {type(message).__name__}"
-                            + (" (encode it first)" if isinstance(message, str) else ""))
+        # The hot path: a few cheap checks, then posix_ipc (which releases
+        # the GIL while it waits).
+        mq = self._mq
+        if mq is None:
+            raise ValueError(_CLOSED)
+        if type(message) is not bytes:
+            message = _as_bytes(message)
         if len(message) > self.msgsize:
             raise ValueError(f"message of {len(message)} bytes exceeds the queue's "
                              f"msgsize {self.msgsize}")
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise TypeError(f"priority must be an int, not {type(priority).__name__}")
-        if not 0 <= priority <= PRIORITY_MAX:
-            raise ValueError(f"priority must be in 0..{PRIORITY_MAX}, not {priority}")
-        self._wait(mq.send, timeout, message, priority=priority)
+        if type(priority) is not int or not 0 <= priority <= PRIORITY_MAX:
+            priority = _check_priority(priority)
+        if timeout is not None:
+            timeout = _timeout(timeout)
+        start = time.monotonic() if timeout else 0.0
+        try:
+            mq.send(message, timeout, priority)
+        except posix_ipc.BusyError:
+            raise os_error(errno.ETIMEDOUT, self.name) from None
+        except posix_ipc.SignalError:
+            self._retry(mq.send, timeout, start, message, priority=priority)
+        except posix_ipc.ExistentialError:
+            raise self._gone() from None
 
     def receive(self, timeout: float | None = None) -> tuple[bytes, int]:
         """Take the oldest message of the highest priority: ``(data, priority)``.
@@ -230,25 +257,40 @@ class MessageQueue:
         Waits while the queue is empty (see timeouts); raises ``ipc.Timeout``
         when the timeout passes first.
         """
-        return self._wait(self._open().receive, timeout)
+        mq = self._mq
+        if mq is None:
+            raise ValueError(_CLOSED)
+        if timeout is not None:
+            timeout = _timeout(timeout)
+        start = time.monotonic() if timeout else 0.0
+        try:
+            return mq.receive(timeout)
+        except posix_ipc.BusyError:
+            raise os_error(errno.ETIMEDOUT, self.name) from None
+        except posix_ipc.SignalError:
+            return self._retry(mq.receive, timeout, start)
+        except posix_ipc.ExistentialError:
+            raise self._gone() from None
 
-    def _wait(self, call, timeout, *args, **kwargs):
-        t = _timeout(timeout)
-        deadline = None if t is None or t == 0 else time.monotonic() + t
+    def _retry(self, call, timeout, start, *args, **kwargs):
+        """Wait on after EINTR.  The signal's Python handler has run by now:
+        Ctrl-C raised KeyboardInterrupt already; for any other signal whose
+        handler returned we wait out the rest of the timeout (PEP 475)."""
         while True:
+            t = max(timeout - (time.monotonic() - start), 0.0) if timeout else timeout
             try:
                 return call(*args, timeout=t, **kwargs)
             except posix_ipc.BusyError:
                 raise os_error(errno.ETIMEDOUT, self.name) from None
             except posix_ipc.SignalError:
-                # EINTR: the signal's Python handler has run by now (Ctrl-C
-                # raised KeyboardInterrupt already); any other signal: wait on.
-                if deadline is not None:
-                    t = max(deadline - time.monotonic(), 0.0)
+                continue
             except posix_ipc.ExistentialError:
-                if self._mq is None:  # closed by another thread meanwhile
-                    raise ValueError("I/O operation on closed message queue") from None
-                raise from_posix_ipc(posix_ipc.ExistentialError(), self.name) from None
+                raise self._gone() from None
+
+    def _gone(self) -> Exception:
+        if self._mq is None:  # closed by another thread meanwhile
+            return ValueError(_CLOSED)
+        return os_error(errno.EBADF, self.name)
 
     # -- pickled objects ---------------------------------------------------------
 
@@ -299,7 +341,7 @@ class MessageQueue:
     def _open(self) -> posix_ipc.MessageQueue:
         mq = self._mq
         if mq is None:
-            raise ValueError("I/O operation on closed message queue")
+            raise ValueError(_CLOSED)
         return mq
 
     def close(self) -> None:
