@@ -381,3 +381,23 @@ def test_ctrl_c_ends_a_blocked_call(name, verb):
         assert "KeyboardInterrupt" in out
         assert p.returncode != 0
         assert q.current_messages == (1 if verb == "send" else 0)
+
+
+RLIMITED = """
+import resource, sys
+from ipc import mq
+resource.setrlimit(resource.RLIMIT_MSGQUEUE, (1000, resource.getrlimit(resource.RLIMIT_MSGQUEUE)[1]))
+try:
+    mq.open(sys.argv[1], 10, 1000)
+except OSError as e:
+    print(e.errno, e.strerror)
+"""
+
+
+def test_over_the_queue_memory_rlimit_names_it(name):
+    out = subprocess.run([sys.executable, "-c", RLIMITED, name], capture_output=True,
+                         text=True, timeout=30)
+    assert out.stdout.strip() == (
+        f"{errno.EMFILE} cannot create a queue of 10 x 1000 bytes: over the per-user queue "
+        "memory limit RLIMIT_MSGQUEUE (1000 bytes, ulimit -q) or the open-files limit"), out.stderr
+    assert not queue_exists(name)
