@@ -1,0 +1,353 @@
+"""The file-like core over a buffer, shared by ipc.shm, ipc.mmap and ipc.strfile.
+
+As in LuaIPC's memfile.c, the three modules differ only in where the buffer
+comes from; everything a handle does with it lives here:
+
+* ``MemFile``: the Python handle (read/write/seek/tell/readline/iteration,
+  ``size()``, ``truncate()``, a zero-copy ``buf`` memoryview, ``close()``).
+* ``lua_parts()``: the few primitives the Lua face calls (``get``, ``put``,
+  ``line``) as small closures over the mapping, so that a Lua ``read`` or
+  ``write`` costs exactly one Lua->Python call; the position and every cheap
+  check stay in Lua (``_memfile.lua``, the one Lua implementation of the file
+  methods, which all three faces load).
+
+The region is fixed: writing past its end is refused, never grows it.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import io
+from struct import Struct
+import weakref
+from functools import partial
+from importlib import resources
+from typing import Callable, Iterator
+
+from ._errors import os_error
+
+__all__ = ["MemFile", "lua_parts", "lua_source"]
+
+_LUA_SOURCE: bytes | None = None
+
+
+def lua_source() -> bytes:
+    """The source of ``_memfile.lua`` (the Lua file methods), read once."""
+    global _LUA_SOURCE
+    if _LUA_SOURCE is None:
+        _LUA_SOURCE = resources.files(__package__).joinpath("_memfile.lua").read_bytes()
+    return _LUA_SOURCE
+
+
+class _PyBuffer(ctypes.Structure):
+    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.c_void_p),
+                ("len", ctypes.c_ssize_t), ("itemsize", ctypes.c_ssize_t),
+                ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
+                ("format", ctypes.c_char_p), ("shape", ctypes.c_void_p),
+                ("strides", ctypes.c_void_p), ("suboffsets", ctypes.c_void_p),
+                ("internal", ctypes.c_void_p)]
+
+
+def _address(buffer) -> int:
+    """The address of a buffer's first byte (read-only buffers too), from
+    the buffer protocol itself (PyObject_GetBuffer)."""
+    api = ctypes.pythonapi
+    view = _PyBuffer()
+    if api.PyObject_GetBuffer(ctypes.py_object(buffer), ctypes.byref(view), 0) != 0:
+        raise BufferError("no buffer")  # pragma: no cover
+    try:
+        return view.buf or 0
+    finally:
+        api.PyBuffer_Release(ctypes.byref(view))
+
+
+class _State:
+    """What the finalizer needs; never references the handle itself."""
+
+    __slots__ = ("view", "release", "closed", "__weakref__")
+
+    def __init__(self, view: memoryview, release: Callable[[], None] | None):
+        self.view = view
+        self.release = release
+        self.closed = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.view.release()
+        except Exception:  # pragma: no cover - views we made are releasable
+            pass
+        release, self.release = self.release, None
+        if release is not None:
+            release()
+
+
+def _finalize(state: _State) -> None:
+    # A finalizer never raises (it may run at interpreter exit).
+    try:
+        state.close()
+    except Exception:  # pragma: no cover
+        pass
+
+
+class MemFile:
+    """A file-like handle over a fixed region of memory.
+
+    Reads and writes move one position, as in a file; the region never
+    grows.  ``buf`` gives the memory itself (``numpy.frombuffer(h.buf)``
+    copies nothing).  ``close()`` is idempotent and also runs when the handle
+    is collected.
+    """
+
+    _kind = "memfile"
+
+    def __init__(self, buffer, *, readable: bool = True, writable: bool = True,
+                 release: Callable[[], None] | None = None,
+                 flush: Callable[[], None] | None = None, name: object = None):
+        view = memoryview(buffer).cast("B")
+        if writable and view.readonly:
+            raise ValueError("a writable MemFile needs a writable buffer")
+        self._view = view
+        find = getattr(buffer, "find", None)
+        self._find = find if find is not None else bytes(view).find
+        self._size = len(view)
+        self._pos = 0
+        self._readable = readable
+        self._writable = writable
+        self._flush = flush
+        self.name = name
+        self._state = _State(view, release)
+        self._finalizer = weakref.finalize(self, _finalize, self._state)
+
+    # -- state ------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._state.closed
+
+    def _check(self) -> memoryview:
+        if self._state.closed:
+            raise ValueError("I/O operation on closed file")
+        return self._view
+
+    def _check_readable(self) -> memoryview:
+        view = self._check()
+        if not self._readable:
+            raise io.UnsupportedOperation("not readable")
+        return view
+
+    def _check_writable(self) -> memoryview:
+        view = self._check()
+        if not self._writable:
+            raise io.UnsupportedOperation("not writable")
+        return view
+
+    def readable(self) -> bool:
+        self._check()
+        return self._readable
+
+    def writable(self) -> bool:
+        self._check()
+        return self._writable
+
+    def seekable(self) -> bool:
+        self._check()
+        return True
+
+    def close(self) -> None:
+        """Release the memory (idempotent).  Views handed out by ``buf``
+        keep their own mapping alive until they are released."""
+        self._finalizer()
+
+    def __enter__(self):
+        self._check()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"size={self._size} pos={self._pos}"
+        name = f" {self.name!r}" if self.name is not None else ""
+        return f"<ipc.{self._kind}{name} {state}>"
+
+    # -- the memory itself ------------------------------------------------
+    @property
+    def buf(self) -> memoryview:
+        """The region (up to ``size()``) as a memoryview: no copy."""
+        return self._check()[: self._size]
+
+    def __buffer__(self, flags: int) -> memoryview:  # PEP 688, Python 3.12+
+        return self.buf
+
+    @property
+    def addr(self) -> int:
+        """The address of the first byte (for ctypes/cffi users)."""
+        return _address(self._check())
+
+    def size(self) -> int:
+        """The size of the region in bytes (after ``truncate``)."""
+        self._check()
+        return self._size
+
+    def __len__(self) -> int:
+        return self.size()
+
+    def truncate(self, size: int) -> int:
+        """Use only the first ``size`` bytes from now on (never grows)."""
+        self._check()
+        size = _index(size, "size")
+        if size < 0 or size > self._size:
+            raise ValueError(f"new size too large (or negative): {size} "
+                             f"(the region has {self._size} bytes)")
+        self._size = size
+        if self._pos > size:
+            self._pos = size
+        return size
+
+    # -- positioning ------------------------------------------------------
+    def tell(self) -> int:
+        self._check()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to ``offset`` from the start, the current position or the
+        end (``whence`` 0, 1, 2 as in ``io``); a position outside the region
+        raises ``ValueError`` and leaves the position alone."""
+        self._check()
+        offset = _index(offset, "offset")
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence!r}, should be 0, 1 or 2)")
+        if pos < 0 or pos > self._size:
+            raise ValueError(f"invalid offset: position {pos} is outside 0..{self._size}")
+        self._pos = pos
+        return pos
+
+    # -- reading ----------------------------------------------------------
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (all the rest if ``size`` is None or < 0);
+        ``b""`` at the end."""
+        view = self._check_readable()
+        p, n = self._pos, self._size
+        q = n if size is None or size < 0 else min(n, p + _index(size, "size"))
+        self._pos = q
+        return view[p:q].tobytes()
+
+    def readinto(self, b) -> int:
+        view = self._check_readable()
+        target = memoryview(b).cast("B")
+        p = self._pos
+        q = min(self._size, p + len(target))
+        target[: q - p] = view[p:q]
+        self._pos = q
+        return q - p
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line with its ``b"\\n"`` (none at the end of the region)."""
+        view = self._check_readable()
+        p, n = self._pos, self._size
+        if size is not None and size >= 0:
+            n = min(n, p + size)
+        q = self._find(b"\n", p, n)
+        q = n if q < 0 else q + 1
+        self._pos = q
+        return view[p:q].tobytes()
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines, total = [], 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._check_readable()
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    # -- writing ----------------------------------------------------------
+    def write(self, data) -> int:
+        """Write all of ``data`` at the position and return its length.
+
+        The region never grows: if ``data`` does not fit, nothing is written
+        and an ``IPCError`` with ``errno.ENOSPC`` ("not enough space") is
+        raised.
+        """
+        view = self._check_writable()
+        data = memoryview(data).cast("B")
+        p = self._pos
+        q = p + len(data)
+        if q > self._size:
+            raise os_error(errno.ENOSPC, self.name,
+                           f"not enough space ({len(data)} bytes at position {p}, "
+                           f"region of {self._size})")
+        view[p:q] = data
+        self._pos = q
+        return len(data)
+
+    def flush(self) -> None:
+        """Write changes through to the backing file (mmap); else a no-op."""
+        self._check()
+        if self._writable and self._flush is not None:
+            self._flush()
+
+
+def _index(value, what: str) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
+    return value.__index__()
+
+
+def lua_parts(mem, readable: bool, writable: bool):
+    """The primitives the Lua face calls, as closures over the object that
+    owns the memory (an ``mmap.mmap``: slicing it copies only what is asked).
+
+    ``get(p, q)`` returns bytes ``[p, q)``; ``line(p, q)`` the bytes from
+    ``p`` up to and including the first newline before ``q`` (or up to
+    ``q``); ``put(p, s)`` stores ``s`` at ``p``.  ``getter(n)`` and
+    ``putter(n)`` make the same for a fixed size ``n`` out of C-level
+    callables (``struct`` bound with ``functools.partial``): no Python frame
+    and one argument less per call, which is most of what a small read or
+    write costs.  Lua has checked the bounds already; Python checks them
+    again, so a bug cannot touch memory outside the mapping.
+
+    Returns ``(get, line, put, getter, putter)``, with None for what the
+    access mode does not allow.
+    """
+    find = mem.find
+
+    def get(p, q):
+        return mem[p:q]
+
+    def line(p, q):
+        i = find(b"\n", p, q)
+        return mem[p:q if i < 0 else i + 1]
+
+    def put(p, s):
+        mem[p:p + len(s)] = s
+
+    def getter(n):
+        return partial(Struct(f"{int(n)}s").unpack_from, mem)
+
+    def putter(n):
+        return partial(Struct(f"{int(n)}s").pack_into, mem)
+
+    if not readable:
+        get = line = getter = None
+    if not writable:
+        put = putter = None
+    return get, line, put, getter, putter

@@ -1,0 +1,19 @@
+-- ipc.mmap: memory-mapped files (LuaIPC's mmap.c) on the common file core.
+local S, core = ...
+local MF = assert((loadstring or load)(core.lua_source(), "=[ipc.memfile]"))(S)
+local mt = MF.class("ipc.mmap")
+local pyopen = core.open
+local MODES = { r = true, w = true, rw = true }
+
+local M = { pagesize = core.PAGESIZE }
+
+function M.open(...)
+  local path, mode, offset, size = ...
+  path = S.checkstring(path, 1, "open", select("#", ...) < 1)
+  mode = S.checkoption(mode, 2, "open", "r", MODES)
+  offset = S.optinteger(offset, 3, "open", 0)
+  size = S.optinteger(size, 4, "open", 0)
+  return MF.open(mt, pyopen, path, mode, offset, size)
+end
+
+return M

@@ -1,0 +1,140 @@
+"""Named POSIX shared memory with a file-like handle.
+
+``create(name, size)`` makes a new segment (``shm_open("/" + name)``, mode
+0600) and ``attach(name)`` maps an existing one, so a C program, the C
+LuaIPC or a Lua script through ``require "ipc.shm"`` meet the same bytes::
+
+    with ipc.shm.create("demo", 4096) as h:      # the creator
+        h.write(b"hello")
+    with ipc.shm.attach("demo") as h:            # any other process
+        h.read(5)
+        numpy.frombuffer(h.buf, dtype="u1")      # the memory, no copy
+
+The creator's ``close()`` (or the collection of its handle) removes the
+name; attaching and closing never does: there is no resource tracker that
+unlinks a segment when an attaching process exits (unlike
+``multiprocessing.shared_memory``, CPython gh-82300).
+"""
+from __future__ import annotations
+
+import errno
+import mmap as _mmap
+import os
+
+import posix_ipc
+
+from .._errors import from_posix_ipc, os_error
+from .._memfile import MemFile, _index
+from .._names import os_name
+
+__all__ = ["SharedMemory", "create", "attach", "unlink"]
+
+
+class SharedMemory(MemFile):
+    """A mapped shared-memory segment: a ``MemFile`` plus ``unlink()``."""
+
+    _kind = "shm"
+
+    def __init__(self, mm: _mmap.mmap, name: str, osname: str, owner: bool):
+        self._mm = mm
+        self._osname = osname
+        # Shared with the release function (which must not reference self):
+        # [unlink at close?]; only in the process that created the segment.
+        self._owner = [owner, os.getpid()]
+        super().__init__(mm, readable=True, writable=True, name=name,
+                         release=_releaser(mm, osname, self._owner))
+
+    @property
+    def owner(self) -> bool:
+        """True in the creating process until the name is removed."""
+        return self._owner[0]
+
+    def unlink(self) -> None:
+        """Remove the name now (the memory stays mapped until closed).
+
+        Raises ``FileNotFoundError`` (an ``ipc.NotFoundError``) if the name
+        is gone already."""
+        self._owner[0] = False
+        _unlink(self._osname, self.name)
+
+
+def _releaser(mm: _mmap.mmap, osname: str, owner: list):
+    def release() -> None:
+        try:
+            mm.close()
+        except BufferError:
+            # A view from .buf is still alive: the mapping goes with the
+            # last view (the mmap object's own finalizer unmaps it).
+            pass
+        if owner[0] and owner[1] == os.getpid():
+            owner[0] = False
+            try:
+                posix_ipc.unlink_shared_memory(osname)
+            except posix_ipc.Error:
+                pass  # gone already: LuaIPC ignores shm_unlink's result too
+    return release
+
+
+def _unlink(osname: str, name: object) -> None:
+    try:
+        posix_ipc.unlink_shared_memory(osname)
+    except posix_ipc.Error as exc:
+        raise from_posix_ipc(exc, name) from None
+
+
+def unlink(name: str | bytes) -> None:
+    """Remove the segment called ``name`` (mappings stay valid)."""
+    _unlink(os_name(name), name)
+
+
+def create(name: str | bytes, size: int) -> SharedMemory:
+    """Create a new segment of ``size`` bytes and map it.
+
+    Raises ``FileExistsError`` if the name is taken, ``IPCError(EINVAL)``
+    for a size < 1 or a name with ``/`` (nothing is created then).
+    """
+    osname = os_name(name)
+    size = _index(size, "size")
+    if size <= 0:
+        raise os_error(errno.EINVAL, name)
+    try:
+        seg = posix_ipc.SharedMemory(osname, posix_ipc.O_CREX, mode=0o600)
+    except posix_ipc.Error as exc:
+        raise from_posix_ipc(exc, name, creating=True) from None
+    try:
+        os.ftruncate(seg.fd, size)
+        mm = _mmap.mmap(seg.fd, size)
+    except (OSError, OverflowError, ValueError) as exc:
+        # Leave nothing half made behind.
+        try:
+            posix_ipc.unlink_shared_memory(osname)
+        except posix_ipc.Error:  # pragma: no cover
+            pass
+        code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EINVAL
+        raise os_error(code, name) from None
+    finally:
+        seg.close_fd()
+    return SharedMemory(mm, _text(name), osname, owner=True)
+
+
+def attach(name: str | bytes) -> SharedMemory:
+    """Map the existing segment ``name`` (``FileNotFoundError`` if none)."""
+    osname = os_name(name)
+    try:
+        seg = posix_ipc.SharedMemory(osname)
+    except posix_ipc.Error as exc:
+        raise from_posix_ipc(exc, name) from None
+    try:
+        size = os.fstat(seg.fd).st_size
+        if size <= 0:  # mmap() refuses an empty segment, as in LuaIPC
+            raise os_error(errno.EINVAL, name)
+        mm = _mmap.mmap(seg.fd, size)
+    except OSError as exc:
+        raise os_error(exc.errno or errno.EINVAL, name) from None
+    finally:
+        seg.close_fd()
+    return SharedMemory(mm, _text(name), osname, owner=False)
+
+
+def _text(name: str | bytes) -> str:
+    return os.fsdecode(name) if isinstance(name, bytes) else name

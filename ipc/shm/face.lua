@@ -1,0 +1,21 @@
+-- ipc.shm: named shared memory (LuaIPC's shm.c) on the common file core.
+local S, core = ...
+local MF = assert((loadstring or load)(core.lua_source(), "=[ipc.memfile]"))(S)
+local mt = MF.class("ipc.shm")
+local pycreate, pyattach = core.create, core.attach
+
+local M = {}
+
+function M.create(...)
+  local name, size = ...
+  name = S.checkstring(name, 1, "create", select("#", ...) < 1)
+  size = S.checkinteger(size, 2, "create", select("#", ...) < 2)
+  return MF.open(mt, pycreate, name, size)
+end
+
+function M.attach(...)
+  local name = S.checkstring((...), 1, "attach", select("#", ...) < 1)
+  return MF.open(mt, pyattach, name)
+end
+
+return M

@@ -1,0 +1,27 @@
+"""A read-only file over a byte string (LuaIPC's strfile).
+
+``open(b)`` gives a handle with the same methods as ``ipc.shm`` and
+``ipc.mmap`` handles (read, readline, iteration, seek, tell, size, buf...),
+reading ``b`` in place: a ``bytes`` object is not copied.
+"""
+from __future__ import annotations
+
+from .._memfile import MemFile
+
+__all__ = ["StrFile", "open"]
+
+
+class StrFile(MemFile):
+    """A read-only ``MemFile`` over bytes."""
+
+    _kind = "strfile"
+
+
+def open(data) -> StrFile:  # noqa: A001 - the LuaIPC name
+    """A read-only file over ``data`` (bytes or any bytes-like object; a
+    mutable one is copied so the file cannot change under the reader)."""
+    if isinstance(data, str):
+        raise TypeError("strfile.open() needs bytes, not str (encode it first)")
+    if not isinstance(data, bytes):
+        data = bytes(memoryview(data))
+    return StrFile(data, readable=True, writable=False)

@@ -1,0 +1,19 @@
+-- ipc.strfile: a read-only file over a Lua string (LuaIPC's strfile.c).
+-- Reads never leave Lua: the common file core reads the string itself.
+local S, core = ...
+local MF = assert((loadstring or load)(core.lua_source(), "=[ipc.memfile]"))(S)
+local mt = MF.class("ipc.strfile")
+local pin = core.pin
+
+local M = {}
+
+function M.open(...)
+  local s = S.checkstring((...), 1, "open", select("#", ...) < 1)
+  local pinned, addr                 -- made on the first addr() only
+  return MF.string(mt, s, function()
+    if not pinned then pinned, addr = pin(s) end
+    return addr
+  end)
+end
+
+return M

@@ -1,0 +1,24 @@
+"""Core functions of the ipc.strfile Lua face.
+
+The face reads its string in Lua itself (no Python call per read); Python
+is only asked for ``addr()``: the address of a bytes copy of the string
+that lives as long as the handle.
+"""
+from __future__ import annotations
+
+from .._memfile import _address, lua_source  # noqa: F401 - used by face.lua
+
+
+class _Pinned:
+    """Keeps the bytes whose address addr() gave alive with the handle."""
+
+    __slots__ = ("data", "addr")
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.addr = _address(data)
+
+
+def pin(data: bytes):
+    pinned = _Pinned(bytes(data))
+    return pinned, pinned.addr
