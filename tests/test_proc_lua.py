@@ -441,6 +441,7 @@ ERRORS = [
     ("proc.spawn({}, {})", "bad argument #1 to 'spawn' (string expected, got table)"),
     ("proc.spawn('true')", "bad argument #2 to 'spawn' (table expected, got no value)"),
     ("proc.spawn('true', 'x')", "bad argument #2 to 'spawn' (table expected, got string)"),
+    ("proc.spawn('echo a\\0b', {})", "bad argument #1 to 'spawn' (command contains a zero byte)"),
     ("proc.spawn('true', { stdout = true })", "'callback' field required"),
     ("proc.spawn('true', { stderr = true, callback = 'f' })", "'callback' field required"),
     ("local f = io.tmpfile(); f:close(); proc.spawn('true', { stdout = f })",

@@ -311,6 +311,19 @@ class _Handle:
     _NAMES: tuple = ("stdout", "stderr")
 
     def _setup(self, popens, stdin_file, outputs, callback) -> None:
+        try:
+            self._take(popens, stdin_file, outputs, callback)
+        except BaseException:
+            # e.g. EMFILE on dup(): no handle, so no child may outlive this
+            for p in popens:
+                for f in (p.stdin, p.stdout, p.stderr):
+                    if f is not None:
+                        f.close()
+                p.kill()
+                p.wait()
+            raise
+
+    def _take(self, popens, stdin_file, outputs, callback) -> None:
         self._popens = popens
         self._callback = callback
         self._stdin_pipe = stdin_file is not None
@@ -427,8 +440,10 @@ class _Handle:
                 kids = root.children(recursive=True)
             except psutil.Error:
                 continue
-            victims.extend(kids)
+            # the parent first: it cannot react to its children dying (a
+            # shell's `wait` returning, a supervisor restarting them)
             victims.append(root)
+            victims.extend(kids)
         for v in victims:
             try:
                 v.send_signal(sig)

@@ -12,6 +12,7 @@ import errno as _errno
 import re
 import signal as _signal
 
+from ..lua.support import LuaArgError
 from . import Process
 
 
@@ -66,6 +67,8 @@ def _stream(v):
 
 def spawn(cmd: bytes, stdin, stdout, stderr):
     """A LuaProcess (or an OSError: the face returns nil, msg, errno)."""
+    if b"\0" in cmd:  # execve() could only cut it short
+        raise LuaArgError(1, "spawn", "command contains a zero byte")
     return LuaProcess(cmd, stdin=_stream(stdin), stdout=_stream(stdout),
                       stderr=_stream(stderr), callback=_noop)
 
