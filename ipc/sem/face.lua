@@ -6,6 +6,10 @@
 local S, core = ...
 local pcall, type, setmetatable = pcall, type, setmetatable
 local call = S.call
+-- Looked up once: cheaper per call, and immune to attribute lookups on
+-- the Python module going astray (seen on lupa's Lua 5.5).
+local core_open, core_dec, core_failed, core_close, core_pointer =
+      core.open, core.dec, core.failed, core.close, core.pointer
 
 local INVALID = "attempt to use invalid semaphore object"
 
@@ -14,15 +18,29 @@ local INVALID = "attempt to use invalid semaphore object"
 local OBJ = setmetatable({}, { __mode = "k" })
 local REL = setmetatable({}, { __mode = "k" })
 local ACQ = setmetatable({}, { __mode = "k" })
+local PTR = setmetatable({}, { __mode = "k" })   -- LuaJIT: sem_t* for the FFI
+
+-- LuaJIT: sem_post/sem_trywait straight from Lua, no Python on the way.
+local C, cast
+do
+  local ok, ffi = pcall(require, "ffi")
+  if ok and type(ffi) == "table" and jit then
+    pcall(ffi.cdef, "int sem_post(void *); int sem_trywait(void *);")
+    local okc = pcall(function() return ffi.C.sem_post and ffi.C.sem_trywait end)
+    if okc then C, cast = ffi.C, ffi.cast end
+  end
+end
 
 local methods = {}
 
 function methods.inc(self)
+  local p = PTR[self]
+  if p ~= nil and C.sem_post(p) == 0 then return true end
   local rel = REL[self]
   if rel == nil then S.error(INVALID) end
   local ok, err = pcall(rel)
   if ok then return true end
-  return call(core.failed, OBJ[self], err, false)
+  return call(core_failed, OBJ[self], err, false)
 end
 
 function methods.dec(self, timeout)
@@ -31,18 +49,20 @@ function methods.dec(self, timeout)
   if timeout ~= nil then
     local t = timeout
     if type(t) ~= "number" then t = S.checknumber(timeout, 1, "dec") end
-    if t >= 0 then return call(core.dec, OBJ[self], t) end
+    if t >= 0 then return call(core_dec, OBJ[self], t) end
   end
+  local p = PTR[self]
+  if p ~= nil and C.sem_trywait(p) == 0 then return true end
   local ok, err = pcall(acq)
   if ok then return true end
-  return call(core.failed, OBJ[self], err, true)
+  return call(core_failed, OBJ[self], err, true)
 end
 
 function methods.close(self)
   local obj = OBJ[self]
   if obj == nil then S.error(INVALID) end
-  OBJ[self], REL[self], ACQ[self] = nil, nil, nil
-  return call(core.close, obj)
+  OBJ[self], REL[self], ACQ[self], PTR[self] = nil, nil, nil, nil
+  return call(core_close, obj)
 end
 
 function methods.__state(self)
@@ -59,10 +79,14 @@ function M.open(...)
   local name, n = ...
   name = S.checkstring(name, 1, "open", select("#", ...) < 1)
   n = S.optinteger(n, 2, "open", 0)
-  local obj, rel, acq = call(core.open, name, n)
+  local obj, rel, acq = call(core_open, name, n)
   if obj == nil then return nil, rel, acq end
   local h = S.new(mt)
   OBJ[h], REL[h], ACQ[h] = obj, rel, acq
+  if C then
+    local addr = core_pointer(obj)
+    if addr then PTR[h] = cast("void *", addr) end
+  end
   return h
 end
 

@@ -3,8 +3,16 @@
 The face calls posix_ipc's bound ``release``/``acquire`` directly on its
 hot paths (``inc()`` and a blocking ``dec()``) and comes here only to
 open, for timed waits, and to translate a failure.
+
+On LuaJIT the face goes further: ``sem_post`` and ``sem_trywait`` through
+the FFI on a ``sem_t*`` of the same semaphore (``pointer()``), falling back
+to posix_ipc when the count is 0 (a blocking wait, which must stay
+interruptible) or on any error (which posix_ipc then reports).
 """
 from __future__ import annotations
+
+import ctypes
+import weakref
 
 import posix_ipc
 
@@ -18,6 +26,30 @@ def open(name: bytes, n: int):  # noqa: A001
         n = int(n)
     s = Semaphore(name, n)
     return s, s._sem.release, s._sem.acquire
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.sem_open.restype = ctypes.c_void_p
+_libc.sem_open.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.sem_close.argtypes = [ctypes.c_void_p]
+_SEM_FAILED = {None, 0, ctypes.c_void_p(-1).value}
+
+
+def _sem_close(ptr: int) -> None:
+    try:
+        _libc.sem_close(ptr)
+    except Exception:
+        pass
+
+
+def pointer(s: Semaphore):
+    """A ``sem_t*`` (as an int) of s's semaphore for the LuaJIT FFI, closed
+    when s is collected; None if the name is already gone."""
+    ptr = _libc.sem_open(s.os_name.encode(), 0)
+    if ptr in _SEM_FAILED:
+        return None
+    weakref.finalize(s, _sem_close, ptr)
+    return ptr
 
 
 def dec(s: Semaphore, timeout: float) -> bool:
