@@ -9,7 +9,10 @@ them; the queue holds as many messages as the system allows by default
 (``/proc/sys/fs/mqueue/msg_max``).  The receiver prints a line after its
 first and after its last message; the time between the two lines (seen by
 this script) gives the rate, so start-up costs are left out.  Best of
-``repeat`` runs.  Standalone: no bench framework needed.
+``repeat`` runs.  Two-process rates depend a lot on scheduling (a slower
+sender can mean fewer, fuller wake-ups for the receiver), so the script also
+prints the steadier cost of one send + receive inside one process, which
+shows the overhead each layer adds.  Standalone: no bench framework needed.
 """
 from __future__ import annotations
 
@@ -137,9 +140,54 @@ def main(argv=None) -> int:
             rate = max(one_run(kind, a.count, a.size, tmp) for _ in range(a.repeat))
             base = base or rate
             print(f"  {label:32s} {rate:12,.0f} msg/s   {rate / base:5.2f} x raw")
+        in_process(kinds, a.size)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def in_process(kinds: list[str], size: int, n: int = 100_000) -> None:
+    """Microseconds per send + receive pair, one process, best of 3."""
+    from ipc import mq
+    from ipc.lua import new_runtime
+
+    name = f"luaipc-bench-{os.getpid()}"
+    q = mq.open(name, 10, size)
+    m = b"x" * size
+
+    def best(f) -> float:
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return min(times) / n * 1e6
+
+    def loop(send, receive):
+        def f():
+            for _ in range(n):
+                send(m)
+                receive()
+        return f
+
+    print(f"one process, {n} x (send + receive) of {size} bytes:")
+    try:
+        for kind in kinds:
+            if kind == "posix_ipc":
+                us = best(loop(q._mq.send, q._mq.receive))
+            elif kind == "ipc.mq":
+                us = best(loop(q.send, q.receive))
+            else:
+                lua = new_runtime(kind)
+                us = best(lua.eval("""function(name, n, size)
+                  local mq = require "ipc.mq"
+                  local q = assert(mq.open(name))
+                  local m = string.rep("x", size)
+                  return function() for _ = 1, n do q:send(m); q:receive() end end
+                end""")(name.encode(), n, size))
+            print(f"  {kind:32s} {us:6.2f} us")
+    finally:
+        q.close()
 
 
 if __name__ == "__main__":
