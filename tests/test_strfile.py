@@ -1,0 +1,61 @@
+"""ipc.strfile: a read-only file over a string, from Lua and Python."""
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+
+import ipc.strfile
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(lua, code: str, *args):
+    fn = lua.execute(b"return function(...) " + code.encode() + b" end")
+    r = fn(*[a.encode() if isinstance(a, str) else a for a in args])
+    return r if isinstance(r, tuple) else (r,)
+
+
+def test_lua_open(lua):
+    r = run(lua, """
+      local strfile = require "ipc.strfile"
+      local h = strfile.open("line 1\\nline 2")
+      local n = strfile.open(12.5)                 -- numbers are strings, as in C
+      local ok, err = pcall(strfile.open)
+      local ok2, err2 = pcall(strfile.open, {})
+      return h:read("L"), h:read("l"), h:size(), n:read("a"), err, err2
+    """)
+    assert r == (b"line 1\n", b"line 2", 13, b"12.5",
+                 b"bad argument #1 to 'open' (string expected, got no value)",
+                 b"bad argument #1 to 'open' (string expected, got table)")
+
+
+def test_lua_addr_points_at_the_bytes(lua):
+    r = run(lua, """
+      local h = require("ipc.strfile").open("\\0binary\\255")
+      local a = h:addr()
+      return a, a == h:addr(), h:read("a")
+    """)
+    addr, same, data = r
+    assert same and data == b"\0binary\xff"
+    assert ctypes.string_at(addr, len(data)) == data
+
+
+def test_lua_lines_and_close(lua):
+    r = run(lua, """
+      local h = require("ipc.strfile").open(string.rep("ab\\n", 1000))
+      local n = 0
+      for l in h:lines() do n = n + #l end
+      h:close()
+      return n, tostring(h)
+    """)
+    assert r[0] == 2000 and r[1].endswith(b"(closed)")
+
+
+def test_python_open():
+    h = ipc.strfile.open(b"abc\ndef")
+    assert h.readline() == b"abc\n" and h.read() == b"def"
+    assert not h.writable() and h.readable()
+    assert ctypes.string_at(h.addr, 7) == b"abc\ndef"
+    m = ipc.strfile.open(memoryview(b"xyz"))
+    assert m.read(2) == b"xy"
