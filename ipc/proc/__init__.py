@@ -54,28 +54,16 @@ Command = Union[str, bytes, Sequence[Union[str, bytes, os.PathLike]]]
 Callback = Callable[[str, bytes], Any]
 
 #: Bytes asked for per read: the default pipe buffer, so one read empties it.
-#: (Larger reads measured slower: glibc serves > 128 KiB with mmap.)
+#: (Measured: larger reads, or pipes grown with F_SETPIPE_SZ, were slower:
+#: glibc serves > 128 KiB with mmap, and a 1 MiB pipe ring falls out of L2.)
 READ_SIZE = 65536
 #: Reads per stream per step when each one comes back full (bounded latency).
 _READS_PER_STEP = 16
 #: Small queued writes are joined up to this size before each write(2), so
 #: 100,000 tiny writes cost a few hundred syscalls, not 100,000.
 _JOIN_SIZE = 1 << 20
-#: Pipe buffers we create are grown to this (F_SETPIPE_SZ, best effort):
-#: fewer wake-ups and context switches for both sides.
-_PIPE_SIZE = 1 << 20
-_F_SETPIPE_SZ = getattr(__import__("fcntl"), "F_SETPIPE_SZ", 1031)
-
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _POLLOUT = select.POLLOUT | select.POLLHUP | select.POLLERR
-
-
-def _grow_pipe(fd: int) -> None:
-    try:
-        import fcntl
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
-    except (OSError, ValueError):  # not Linux, or over a per-user limit: fine
-        pass
 
 
 def _wait_exit(popen: subprocess.Popen, timeout: float | None) -> bool:
@@ -135,6 +123,7 @@ class _Pump:
         if stdin >= 0:
             os.set_blocking(stdin, False)
         self.writing = False                    # stdin registered for POLLOUT
+        self.blocking = -1                      # the output fd made blocking
         self.done = False
 
     # -- input ---------------------------------------------------------------
@@ -198,12 +187,17 @@ class _Pump:
     def step(self, timeout: float | None, out: list) -> None:
         if self.done:
             return
-        if not self.names and not self.writing:
+        names = self.names
+        if not names and not self.writing:
             self._reap(timeout)
+            return
+        if timeout is None and self.in_fd < 0 and len(names) == 1:
+            # One pipe left and no input can ever come: a blocking read is
+            # the whole loop (what subprocess does), one syscall per chunk.
+            self._read_blocking(out)
             return
         ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
         ready = self.poll.poll(ms)
-        names = self.names
         for fd, _ev in ready:
             if fd == self.in_fd:
                 self._write()
@@ -232,6 +226,26 @@ class _Pump:
         if not names and not self.writing and (self.in_fd < 0 or not self.pending):
             # Nothing left to move: reap now if that costs no waiting.
             self._reap(0)
+
+    def _read_blocking(self, out: list) -> None:
+        ((fd, name),) = self.names.items()
+        if fd != self.blocking:
+            os.set_blocking(fd, True)   # once: this fd stays the last one
+            self.blocking = fd
+        try:
+            data = os.read(fd, READ_SIZE)  # EINTR: retried, or Ctrl-C raises
+        except OSError as exc:
+            out.append(name)
+            out.append(exc)
+            data = b""
+        if data:
+            out.append(name)
+            out.append(data)
+            return
+        self.poll.unregister(fd)
+        del self.names[fd]
+        os.close(fd)
+        self._reap(0)
 
     def _reap(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -338,10 +352,6 @@ class _Handle:
                 if f is not None:
                     f.close()
             p.stdin = p.stdout = p.stderr = None
-        for fd, _ in outs:
-            _grow_pipe(fd)
-        if in_fd >= 0:
-            _grow_pipe(in_fd)
         self._pump = _Pump(popens, in_fd, outs)
         self._finalizer = weakref.finalize(self, _finalize, popens, self._pump)
 

@@ -12,7 +12,7 @@ local type, select, tostring, rawequal, setmetatable =
 local concat = table.concat
 local iotype = io.type
 local cspawn, cstep, ckill, cdescribe = core.spawn, core.step, core.kill, core.describe
-local call = S.call
+local call = S.call   -- spawn and kill; wait's steps report errors as values
 
 local EOF = core.EOF          -- fetched once: one Lua value, compared raw
 
@@ -115,13 +115,31 @@ function methods.kill(self, ...)
   return call(ckill, self._core, s)
 end
 
--- h:wait() -- one turn: hand over the queued input, let Python wait and move
--- bytes (core.step), then deliver what arrived: pairs (stream, data), or
--- triples (stream, errno, message) for a failed read.  The delivery position
--- lives in the handle and is stored before each callback, so a callback
--- that raises loses nothing (the next h:wait() goes on after it), and a
--- callback that yields may even see another coroutine wait on the same
--- handle: every chunk is delivered exactly once, in order.
+-- One turn's results.  The common case, still running with at most one
+-- chunk, goes straight to the callback: nothing is pending in the handle
+-- then, so a yield or an error there loses nothing.  Anything else (several
+-- chunks, a read error, the exit status) is kept in the handle and
+-- delivered by wait(), one item at a time.
+local function turn(self, cb, kind, code, s, d, s2, ...)
+  if kind == false and s2 == nil then
+    if s ~= nil then cb(s, d) end
+    return true
+  end
+  if kind == nil then                       -- step failed
+    if s == nil then S.error(code) end      -- Ctrl-C: "interrupted!"
+    return nil, code, s                     -- an OS error: nil, msg, errno
+  end
+  self._t, self._i = { kind, code, s, d, s2, ... }, 3
+  return true
+end
+
+-- h:wait() -- each turn hands the queued input over, lets Python wait and
+-- move bytes (core.step), then delivers what arrived: pairs (stream, data),
+-- or triples (stream, errno, message) for a failed read.  A pending
+-- position lives in the handle and is stored before each callback, so a
+-- callback that raises loses nothing (the next h:wait() goes on after it),
+-- and a callback that yields may even see another coroutine wait on the
+-- same handle: every chunk is delivered exactly once, in order.
 function methods.wait(self)
   checkproc(self, "wait")
   if not self._valid then S.error(INVALID) end
@@ -157,9 +175,8 @@ function methods.wait(self)
         data = (n == 1) and self._q[1] or concat(self._q, "", 1, n)
         self._q, self._n = {}, 0
       end
-      t = { call(cstep, c, data, self._eof) }
-      if t[1] == nil then return nil, t[2], t[3] end  -- an OS failure
-      self._t, self._i = t, 3
+      local ok, msg, code = turn(self, cb, cstep(c, data, self._eof))
+      if not ok then return nil, msg, code end
     end
   end
 end

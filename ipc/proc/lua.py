@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import os
 import re
 import signal as _signal
 
@@ -53,7 +54,7 @@ def _fd_of(desc: bytes) -> int:
     fd = _libc.fileno(int(m.group(1), 16))
     if fd < 0:
         code = ctypes.get_errno() or _errno.EBADF
-        raise OSError(code, __import__("os").strerror(code))
+        raise OSError(code, os.strerror(code))
     return fd
 
 
@@ -78,19 +79,24 @@ def step(h: LuaProcess, data, eof):
     ``eof``, wait for the pipes and move bytes.  Returns ``kind, code`` and
     then the output: ``stream, data`` pairs, or ``stream, errno, message``
     for a failed read.  ``kind`` is false while running, "exit"/"signal"
-    once reaped."""
+    once reaped, nil on failure: ``nil, message, errno`` for an OS error,
+    ``nil, "interrupted!"`` for Ctrl-C.  Errors come back as values, so the
+    face needs no pcall per turn."""
     pump = h._pump
-    if data is not None:
-        pump.feed(data)
-    if eof and not pump.eof:
-        pump.close_input()
     out: list = []
     try:
+        if data is not None:
+            pump.feed(data)
+        if eof and not pump.eof:
+            pump.close_input()
         pump.step(None, out)
     except KeyboardInterrupt:
         # Ctrl-C: do not leave the child running (term, a grace, then kill).
         h.shutdown(0.5)
-        raise
+        return (None, b"interrupted!")
+    except OSError as exc:
+        code = exc.errno or _errno.EIO
+        return (None, (exc.strerror or os.strerror(code)).encode(errors="replace"), code)
     if pump.done:
         rc = h.returncode
         head = (b"signal", -rc) if rc < 0 else (b"exit", rc)
@@ -98,17 +104,14 @@ def step(h: LuaProcess, data, eof):
         head = (False, 0)
     if not out:
         return head
-    for i in range(1, len(out), 2):
-        if isinstance(out[i], OSError):
-            break
-    else:
-        return (*head, *out)
+    if len(out) == 2 and type(out[1]) is bytes:
+        return (*head, out[0], out[1])
     flat = list(head)
     for i in range(0, len(out), 2):
         name, data = out[i], out[i + 1]
         if isinstance(data, OSError):
             code = data.errno or _errno.EIO
-            msg = (data.strerror or __import__("os").strerror(code)).encode(errors="replace")
+            msg = (data.strerror or os.strerror(code)).encode(errors="replace")
             flat += [name, code, msg]
         else:
             flat += [name, data]
