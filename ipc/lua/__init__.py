@@ -21,7 +21,8 @@ from typing import Any
 from .. import MODULES
 
 __all__ = ["ENGINES", "DEFAULT_ENGINE", "ENV_VAR", "EngineError", "resolve_engine",
-           "lupa_module", "new_runtime", "install", "RUNTIME_OPTIONS"]
+           "lupa_module", "new_runtime", "install", "complete_stdlib", "run_chunk",
+           "RUNTIME_OPTIONS"]
 
 #: Engine names (as users type them) and the lupa module that provides each.
 ENGINES = {
@@ -73,6 +74,7 @@ def new_runtime(engine: str | None = None, **options: Any):
     """
     runtime = lupa_module(engine).LuaRuntime(**{**options, **RUNTIME_OPTIONS})
     install(runtime)
+    complete_stdlib(runtime)
     return runtime
 
 
@@ -82,13 +84,27 @@ def install(runtime) -> None:
     Nothing is imported or compiled until a script requires a module.
     """
     _check_runtime(runtime)
-    runtime.eval(_LOADER)(_face, runtime.table_from([m.encode() for m in MODULES]))
+    run_chunk(runtime, _LOADER, b"=[ipc.loader]", _face,
+              runtime.table_from([m.encode() for m in MODULES]))
+
+
+def complete_stdlib(runtime) -> None:
+    """Give a runtime what the ``lua`` command has and lupa's PUC-Lua builds
+    lack (they are compiled without LUA_USE_POSIX): ``io.popen``, the
+    decoded status of ``os.execute``, ``os.tmpname`` with mkstemp."""
+    from . import posix
+    run_chunk(runtime, _read_lua(__name__, "posix.lua"), b"=[ipc.posix]", posix)
+
+
+def run_chunk(runtime, source: bytes, chunkname: bytes, *args):
+    """Compile ``source`` with the runtime's own ``load`` and call it."""
+    return runtime.eval(_RUN)(source, chunkname, *args)
 
 
 # -- internals --------------------------------------------------------------
 
-# Compiled with the runtime's own ``load``; the only Lua the bridge runs.
-_LOADER = """function(face, modules)
+# Run once per install(): registers the preloaders; compiles nothing else.
+_LOADER = b"""local face, modules = ...
   local load = loadstring or load   -- 5.1 and LuaJIT spell it loadstring
   local support
   local function open(name)
@@ -108,8 +124,10 @@ _LOADER = """function(face, modules)
     local all = {}
     for i = 1, #modules do all[modules[i]] = require("ipc." .. modules[i]) end
     return all
-  end
-end"""
+  end"""
+
+
+_RUN = "function(src, name, ...) return assert((loadstring or load)(src, name))(...) end"
 
 
 def _face(name: bytes):

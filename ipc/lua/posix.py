@@ -1,0 +1,51 @@
+"""Python half of posix.lua: what lupa's PUC-Lua builds lack.
+
+lupa compiles Lua 5.1-5.5 without LUA_USE_POSIX, so ``io.popen`` says
+"'popen' not supported", ``os.execute`` returns the raw wait status (768
+for ``exit 3``) and ``os.tmpname`` uses tmpnam.  The interpreter and
+``new_runtime()`` restore what the ``lua`` command has; ``install()`` into a
+caller's runtime leaves its standard library alone.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+
+
+class _Popen:
+    """One io.popen child: the pipe end Lua reads or writes, and the child."""
+
+    def __init__(self, cmd: bytes, mode: bytes):
+        reading = mode.startswith(b"r")
+        self.proc = subprocess.Popen(
+            cmd, shell=True,
+            stdout=subprocess.PIPE if reading else None,
+            stdin=None if reading else subprocess.PIPE)
+        pipe = self.proc.stdout if reading else self.proc.stdin
+        self.fd = pipe.fileno()
+        self.pipe = pipe
+
+    def path(self) -> bytes:
+        return f"/dev/fd/{self.fd}".encode()
+
+    def opened(self) -> None:
+        # Lua has its own descriptor on the pipe now; drop ours so EOF works.
+        self.pipe.close()
+
+    def wait(self):
+        """os.execute-style result of the child: ok, "exit"|"signal", code."""
+        status = self.proc.wait()
+        if status < 0:
+            return None, b"signal", -status
+        return (True if status == 0 else None), b"exit", status
+
+
+def popen(cmd: bytes, mode: bytes) -> _Popen:
+    return _Popen(cmd, mode)
+
+
+def tmpname() -> bytes:
+    fd, path = tempfile.mkstemp(prefix="lua_")
+    os.close(fd)
+    return os.fsencode(path)
