@@ -19,7 +19,9 @@ import sys
 from importlib import resources
 
 from .. import __version__
-from ..lua import ENV_VAR, EngineError, lupa_module, RUNTIME_OPTIONS, install, resolve_engine
+from . import interrupt
+from ..lua import (ENV_VAR, RUNTIME_OPTIONS, EngineError, complete_stdlib, install, lupa_module,
+                   resolve_engine, run_chunk)
 
 PROGNAME = "luaipc"
 
@@ -127,6 +129,8 @@ def _make_runtime(engine: str, ignore_env: bool):
     finally:
         os.environ.update(hidden)  # children still see them, as with lua -E
     install(runtime)
+    complete_stdlib(runtime)
+    interrupt.arm(runtime, mod, run_chunk)
     return runtime
 
 
@@ -208,11 +212,11 @@ def _run(runtime, argv, flags, script) -> int:
         except ImportError:
             pass
     lg = runtime.globals()
+    lg.python = None  # lupa's bridge object: not part of the lua command
     lg.os.exit = _os_exit
     driver_src = resources.files(__package__).joinpath("driver.lua").read_bytes()
-    load = runtime.eval(b"function(src, name, ...) "
-                        b"return assert((loadstring or load)(src, name))(...) end")
-    D = load(driver_src, b"=[luaipc]", PROGNAME.encode(), _readline, _version_line(runtime))
+    D = run_chunk(runtime, driver_src, b"=[luaipc]",
+                  PROGNAME.encode(), _readline, _version_line(runtime))
 
     args = [_self_command(argv[0]).encode()] + [os.fsencode(a) for a in argv[1:]]
     D.setargs(runtime.table_from(args), script)
