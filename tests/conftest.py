@@ -14,8 +14,9 @@ import pytest
 from ipc.lua import ENGINES, new_runtime
 
 ALL_ENGINES = list(ENGINES)
-#: Every name a test makes starts with this, so leftovers are ours for sure.
-PREFIX = "luaipct-"
+#: Every name a test makes starts with this; the random part is this pytest
+#: session's, so sessions running side by side never judge each other's names.
+PREFIX = f"luaipct-{uuid.uuid4().hex[:6]}-"
 SHM_DIR = Path("/dev/shm")
 MQ_DIR = Path("/dev/mqueue")
 
@@ -64,7 +65,7 @@ def make_name():
     made: list[str] = []
 
     def make() -> str:
-        n = PREFIX + uuid.uuid4().hex[:16]
+        n = PREFIX + uuid.uuid4().hex[:12]
         made.append(n)
         return n
 
@@ -81,7 +82,7 @@ def name(make_name) -> str:
 
 @pytest.fixture(autouse=True, scope="session")
 def nothing_left_behind():
-    """After the suite, /dev/shm and /dev/mqueue hold nothing of ours."""
+    """After the suite, /dev/shm and /dev/mqueue hold nothing of this session."""
     yield
     left = [p for d in (SHM_DIR, MQ_DIR) if d.exists()
             for p in d.iterdir() if PREFIX in p.name]

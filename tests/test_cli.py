@@ -1,0 +1,308 @@
+"""The luaipc interpreter as a user meets it: a real child process per case,
+compared with what the `lua` command does."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import LUAIPC, run_luaipc
+from test_bridge import EXPECTED_VERSION
+
+
+def write(path, text: str):
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_version_of_each_engine_from_the_environment(engine):
+    r = run_luaipc(["-e", "print(_VERSION)"], engine=engine)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == EXPECTED_VERSION[engine].decode() + "\n"
+
+
+def test_engine_option_wins_over_the_environment_and_reaches_children(engine, tmp_path):
+    # The child is spawned the common way: the lowest index of arg.
+    script = write(tmp_path / "spawn.lua", """
+        local i = -1
+        while arg[i - 1] do i = i - 1 end
+        local me = (jit and jit.version or _VERSION)
+        if arg[1] == "child" then print("child", me) return end
+        print("parent", me, arg[-1] == arg[i])
+        io.stdout:flush()
+        assert(os.execute(arg[i] .. " " .. arg[0] .. " child"))
+    """)
+    other = "lua5.4" if engine != "lua5.4" else "lua5.1"
+    r = run_luaipc(["--engine", engine, str(script)], engine=other, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    parent, child = r.stdout.splitlines()
+    assert parent.startswith("parent") and parent.endswith("true")
+    assert parent.split("\t")[1] == child.split("\t")[1]
+    want = run_luaipc(["-e", "print(jit and jit.version or _VERSION)"], engine=engine)
+    assert child.split("\t")[1] == want.stdout.strip()
+
+
+def test_arg_table_as_lua_builds_it(tmp_path):
+    script = write(tmp_path / "script.lua", """
+        print(arg[0], arg[1], arg[2], #arg, select("#", ...), ...)
+        print(arg[-1] ~= nil, arg[-2])
+    """)
+    r = run_luaipc(["script.lua", "a", "b"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "script.lua\ta\tb\t2\t2\ta\tb"
+    assert lines[1] == "true\tnil"
+
+
+def test_options_sit_at_negative_indices(tmp_path):
+    script = write(tmp_path / "s.lua", "for i = -3, 1 do print(i, arg[i]) end")
+    r = run_luaipc(["-e", "x=1", "s.lua", "z"], cwd=tmp_path)
+    lines = r.stdout.splitlines()
+    assert lines[1:] == ["-2\t-e", "-1\tx=1", "0\ts.lua", "1\tz"]
+    assert lines[0].startswith("-3\t") and "luaipc" in lines[0] or "-m ipc" in lines[0]
+
+
+def test_lowest_index_restarts_luaipc_as_a_shell_command(tmp_path):
+    r = run_luaipc(["-e", "x=1", "-e",
+                    "local i=0 while arg[i-1] do i=i-1 end "
+                    "local p = io.popen(arg[i] .. \" -e 'io.write(40+2)'\") "
+                    "print(p:read('a') or p:read('*a'))", ])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "42"
+
+
+def test_script_from_stdin_with_dash():
+    r = run_luaipc(["-"], input="print(1+1)\n")
+    assert (r.returncode, r.stdout) == (0, "2\n")
+    r = run_luaipc(["-", "x", "y"], input="print(...)\n")
+    assert r.stdout == "x\ty\n"
+
+
+def test_no_arguments_and_piped_stdin_runs_stdin():
+    r = run_luaipc([], input="io.write('from stdin')\n")
+    assert (r.returncode, r.stdout) == (0, "from stdin")
+
+
+def test_uncaught_error_message_traceback_and_status(engine):
+    r = run_luaipc(["-e", 'error("x")'], engine=engine)
+    assert r.returncode == 1
+    assert r.stdout == ""
+    first, *rest = r.stderr.splitlines()
+    assert first == "luaipc: (command line):1: x"
+    assert rest[0] == "stack traceback:"
+    assert "[luaipc]" not in r.stderr  # the driver's own frames are hidden
+
+
+def test_non_string_error_objects_as_lua_reports_them():
+    r = run_luaipc(["-e", "error({})"])
+    assert r.returncode == 1
+    assert r.stderr.startswith("luaipc: (error object is a table value)")
+    r = run_luaipc(["-e", "error(setmetatable({}, {__tostring=function() return 'custom' end}))"])
+    assert r.stderr == "luaipc: custom\n"
+
+
+@pytest.mark.parametrize("code,status", [
+    ("os.exit(7)", 7), ("os.exit(true)", 0), ("os.exit(false)", 1), ("os.exit()", 0),
+    ("pcall(os.exit, 3)", 3), ("print('before') os.exit(0) print('after')", 0),
+])
+def test_os_exit(code, status, engine):
+    r = run_luaipc(["-e", code], engine=engine)
+    assert r.returncode == status, r.stderr
+    assert "after" not in r.stdout
+
+
+def test_os_exit_flushes_buffered_output(tmp_path):
+    r = run_luaipc(["-e", "io.write('unflushed') local f = io.open('o.txt', 'w') "
+                    "f:write('file data') os.exit(0)"], cwd=tmp_path)
+    assert r.stdout == "unflushed"
+    assert (tmp_path / "o.txt").read_text() == "file data"
+
+
+def test_syntax_error_names_file_and_line(tmp_path, engine):
+    write(tmp_path / "bad.lua", "local x = 1\nlocal = 2\n")
+    r = run_luaipc(["bad.lua"], cwd=tmp_path, engine=engine)
+    assert r.returncode == 1
+    assert r.stderr.startswith("luaipc: bad.lua:2:"), r.stderr
+
+
+def test_missing_script():
+    r = run_luaipc(["no-such-script.lua"])
+    assert r.returncode == 1
+    assert r.stderr.startswith("luaipc: cannot open no-such-script.lua")
+
+
+def test_shebang_line_is_skipped(tmp_path):
+    write(tmp_path / "tool.lua", "#!/usr/bin/env luaipc\nprint('ran')\n")
+    assert run_luaipc(["tool.lua"], cwd=tmp_path).stdout == "ran\n"
+
+
+def test_require_library_with_l_and_lua_path(tmp_path):
+    write(tmp_path / "mymod.lua", "return { answer = 42 }")
+    env = {"LUA_PATH": str(tmp_path / "?.lua") + ";;"}
+    r = run_luaipc(["-l", "mymod", "-e", "print(mymod.answer)"], env=env)
+    assert r.stdout == "42\n", r.stderr
+    r = run_luaipc(["-lg=mymod", "-e", "print(g.answer)"], env=env)
+    assert r.stdout == "42\n", r.stderr
+    r = run_luaipc(["-e", "print(package.path:find(...) ~= nil)", "-"], env=env,
+                   input="")
+    r = run_luaipc(["-e", f"print(package.path:find({str(tmp_path)!r}, 1, true) ~= nil)"],
+                   env=env)
+    assert r.stdout == "true\n"
+
+
+def test_l_loads_ipc_modules():
+    r = run_luaipc(["-l", "ipc", "-e", "print(type(ipc.shm.create))"])
+    assert r.stdout == "function\n", r.stderr
+
+
+def test_lua_init_string_file_and_versioned(tmp_path, engine):
+    r = run_luaipc(["-e", "print(X)"], env={"LUA_INIT": "X = 'init'"}, engine=engine)
+    assert r.stdout == "init\n"
+    write(tmp_path / "init.lua", "X = 'from file'")
+    r = run_luaipc(["-e", "print(X)"], env={"LUA_INIT": "@" + str(tmp_path / "init.lua")},
+                   engine=engine)
+    assert r.stdout == "from file\n"
+    if engine in ("lua5.2", "lua5.3", "lua5.4", "lua5.5"):
+        versioned = "LUA_INIT_" + engine[3:].replace(".", "_")
+        r = run_luaipc(["-e", "print(X)"], engine=engine,
+                       env={"LUA_INIT": "X = 'plain'", versioned: "X = 'versioned'"})
+        assert r.stdout == "versioned\n"
+    r = run_luaipc(["-e", "error('in init')"], env={"LUA_INIT": "error('boom')"})
+    assert r.returncode == 1 and "LUA_INIT" in r.stderr and "boom" in r.stderr
+
+
+def test_E_ignores_lua_init_and_lua_path(tmp_path):
+    env = {"LUA_INIT": "X = 'init'", "LUA_PATH": "/nonexistent/?.lua"}
+    r = run_luaipc(["-E", "-e", "print(X, package.path:find('/nonexistent', 1, true))"],
+                   env=env)
+    assert r.stdout == "nil\tnil\n", r.stderr
+
+
+def test_v_prints_version():
+    r = run_luaipc(["-v"], engine="luajit2.1")
+    assert r.returncode == 0
+    assert r.stdout.startswith("luaipc ") and "LuaJIT 2.1" in r.stdout
+
+
+def test_interactive_mode_reads_evaluates_and_prints(engine):
+    session = "x = 20\nx + 22\nfor i = 1, 2 do\nprint('loop', i)\nend\nerror('oops')\nreturn 1, nil\n"
+    r = run_luaipc(["-i"], input=session, engine=engine)
+    assert r.returncode == 0, r.stderr
+    assert "42\n" in r.stdout
+    assert "loop\t1\n" in r.stdout and "loop\t2\n" in r.stdout
+    assert "1\tnil" in r.stdout
+    # LuaJIT drops the frame of a tail call, so `return error(...)` has no position.
+    assert ("stdin:1: oops" if not engine.startswith("luajit") else "oops") in r.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-x"], "unrecognized option '-x'"),
+    (["-e"], "'-e' needs argument"),
+    (["-l"], "'-l' needs argument"),
+    (["-vx"], "unrecognized option '-vx'"),
+    (["--engine"], "'--engine' needs argument"),
+])
+def test_bad_options_print_usage_and_fail(args, message):
+    r = run_luaipc(args)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"luaipc: {message}\nusage: luaipc")
+
+
+def test_unknown_engine_fails_clearly():
+    r = run_luaipc(["--engine", "lua9", "-e", "print(1)"])
+    assert r.returncode == 1
+    assert "unknown Lua engine 'lua9'" in r.stderr and "luajit2.1" in r.stderr
+    r = run_luaipc(["-e", "print(1)"], env={"LUAIPC_ENGINE": "nope"})
+    assert r.returncode == 1 and "LUAIPC_ENGINE" in r.stderr
+
+
+def test_output_interleaves_with_children(engine):
+    r = run_luaipc(["-e", "print('a') io.write('b\\n') os.execute('echo c') "
+                    "io.write('d\\n') io.stdout:flush() os.execute('echo e') print('f')"],
+                   engine=engine)
+    assert r.stdout == "a\nb\nc\nd\ne\nf\n"
+
+
+def test_python_dash_m_ipc_is_the_same_interpreter():
+    r = subprocess.run([sys.executable, "-m", "ipc", "-e", "print(_VERSION, #arg)"],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "LUAIPC_ENGINE": "lua5.3"})
+    assert r.stdout == "Lua 5.3\t2\n", r.stderr
+
+
+def test_scripts_do_not_see_python():
+    r = run_luaipc(["-e", "print(python, rawget(_G, 'python'))"])
+    assert r.stdout == "nil\tnil\n"
+
+
+def test_handles_are_released_when_the_script_ends(name, tmp_path):
+    # A segment created and never closed is unlinked when the script ends
+    # (lua_close runs the finalizers), and by os.exit too.
+    for tail in ["", "os.exit(0)"]:
+        r = run_luaipc(["-e", f"S = require('ipc.shm').create('{name}', 64) {tail}"])
+        assert r.returncode == 0, r.stderr
+        assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def _interrupt_after_ready(code: str, engine: str) -> subprocess.CompletedProcess:
+    """Start luaipc, wait for its "ready" line, send SIGINT, collect the end."""
+    import signal
+    env = {**os.environ, "LUAIPC_ENGINE": engine}
+    p = subprocess.Popen(LUAIPC + ["-e", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+# LuaJIT, like the luajit command, cannot stop a loop it has compiled to
+# machine code (traces do not check hooks): the loop runs interpreted here.
+JIT_OFF = "if jit then jit.off() end "
+
+
+def test_ctrl_c_interrupts_a_pure_lua_loop(engine):
+    r = _interrupt_after_ready(JIT_OFF + "print('ready') io.stdout:flush() "
+                               "local x = 0 while true do x = x + 1 end", engine)
+    assert r.returncode == 1
+    assert r.stderr.startswith("luaipc: (command line):1: interrupted!\nstack traceback:")
+
+
+def test_ctrl_c_is_an_error_pcall_can_catch_twice(engine):
+    code = (JIT_OFF + "for i = 1, 2 do "
+            "local ok, e = pcall(function() print('ready') io.stdout:flush() "
+            "while true do end end) "
+            "io.stderr:write('caught ', e, '\\n') end")
+    env = {**os.environ, "LUAIPC_ENGINE": engine}
+    import signal
+    p = subprocess.Popen(LUAIPC + ["-e", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for _ in range(2):
+            assert p.stdout.readline() == "ready\n"
+            p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0
+    assert err.count("caught (command line):1: interrupted!") == 2, err
+
+
+def test_ctrl_c_interrupts_a_blocking_read_of_a_child(engine):
+    # The child's stderr goes elsewhere, so ours closes when luaipc ends; on
+    # exit, closing the popen file waits for the child (as lua does): keep it short.
+    r = _interrupt_after_ready(JIT_OFF + "local p = io.popen('sleep 4 2>/dev/null') "
+                               "print('ready') io.stdout:flush() "
+                               "local data = p:read('*a') while true do end", engine)
+    assert r.returncode == 1
+    assert "interrupted!" in r.stderr
