@@ -20,11 +20,16 @@ pipes goes to ``callback(stream, data)`` while ``wait()`` runs.
 
 The loop behind ``wait()`` is CPython's ``communicate`` made incremental: one
 ``poll()`` over non-blocking pipes, input written in whatever the pipe takes,
-output read in large chunks, ``BrokenPipeError`` stops the feeding (the
-child is not reading any more), and the child is reaped with a blocking
-``waitpid`` (or a pidfd when a timeout applies) once its pipes are closed, so
-an idle child costs no CPU.  ``pipeline()`` chains commands ``a | b | c``
-with the same loop and no shell.
+output read in 64 KiB chunks, ``BrokenPipeError`` stops the feeding (the
+child is not reading any more); once a single output pipe is all that is
+left, a plain blocking read is the loop.  The child is reaped with a
+blocking ``waitpid`` (or a pidfd when a timeout applies) once its pipes are
+closed, so an idle child costs no CPU.  Output is delivered until every pipe
+reaches EOF, so a background grandchild that keeps stdout open keeps
+``wait()`` waiting (``kill_tree()`` ends it).  ``pipeline()`` chains
+commands ``a | b | c`` with the same loop and no shell.  A handle is not
+thread-safe; a handle that is garbage collected kills and reaps its
+child(ren).
 """
 from __future__ import annotations
 
