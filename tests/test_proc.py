@@ -390,3 +390,4 @@ def test_run_timeout_kills_the_tree():
     with pytest.raises(ipc.Timeout):
         proc.run("sleep 30 & sleep 30; wait", timeout=0.5)
     assert time.monotonic() - t0 < 20
+
