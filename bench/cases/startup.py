@@ -1,0 +1,40 @@
+"""Start-up: ``luaipc -e ''`` beside the floor of any Python-hosted Lua.
+
+Ours: ``luaipc -e ''`` on the engine.  References: ``python -c 'import
+lupa.lua54, posix_ipc'`` (lupa.luajit21 for LuaJIT: the least any
+Python-hosted Lua with POSIX IPC can cost) and a bare ``python -c pass``.
+Milliseconds of wall time per process, from spawn to exit.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from ..core import Group, Ref, Settings, luaipc_command, lua_env
+
+LUPA = {"lua5.4": "lupa.lua54", "luajit2.1": "lupa.luajit21"}
+
+
+def _timed(cmd: list[str], env=None):
+    def run() -> float:
+        t = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, stdin=subprocess.DEVNULL)
+        return (time.perf_counter() - t) * 1e3
+    return run
+
+
+def _group(st: Settings, engine: str) -> Group:
+    ours = _timed(luaipc_command() + ["-e", ""], lua_env(engine))
+    mod = LUPA.get(engine, "lupa.lua54")
+    refs = [Ref(f"python -c 'import {mod}, posix_ipc'",
+                _timed([sys.executable, "-c", f"import {mod}, posix_ipc"])),
+            Ref("python -c pass", _timed([sys.executable, "-c", "pass"]))]
+    return Group("start-up luaipc -e ''", engine, "ms", ours, refs, goal=("<=", 1.5),
+                 reps=st.startup_reps)
+
+
+def groups(st: Settings, engines, runtimes, scratch):
+    for engine in engines:
+        if engine != "python":
+            yield lambda e=engine: _group(st, e)

@@ -1,0 +1,123 @@
+"""Smoke test of the benchmarks: ``python -m bench --smoke --json FILE``
+runs every case once on tiny settings and writes rows of the documented
+shape.  It checks the schema and that every case is present, never a
+timing (DESIGN.md: speed goals live in bench/, not in tests)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LUA = ("lua5.4", "luajit2.1")
+ALL = LUA + ("python",)
+
+#: case -> engines it runs on -> the references each row is measured against
+EXPECTED = {
+    "start-up luaipc -e ''": {e: ["python -c 'import lupa.lua54, posix_ipc'"
+                                  if e == "lua5.4" else
+                                  "python -c 'import lupa.luajit21, posix_ipc'",
+                                  "python -c pass"] for e in LUA},
+    "sem inc+dec": {**{e: ["raw posix_ipc (Python)"] for e in LUA},
+                    "python": ["raw posix_ipc (Python)", "multiprocessing.Semaphore"]},
+    "sem ping-pong": {**{e: ["raw posix_ipc (Python)"] for e in LUA},
+                      "python": ["raw posix_ipc (Python)", "multiprocessing.Semaphore (fork)"]},
+    "shm seek+write 8+seek+read 8": {
+        **{e: ["raw mmap slices (Python)"] for e in LUA},
+        "python": ["raw mmap slices (Python)", "multiprocessing.shared_memory"]},
+    "shm 1 MiB write+read": {
+        **{e: ["raw mmap slices (Python)"] for e in LUA},
+        "python": ["raw mmap slices (Python)", "multiprocessing.shared_memory"]},
+    "filelock lock+unlock": {e: ["raw fcntl.lockf (Python)", "portalocker.lock/unlock",
+                                 "filelock.FileLock"] for e in ALL},
+    "mq 100 B, two processes": {e: ["raw posix_ipc (Python)"] for e in ALL},
+    "mq 100 B send+receive, one process": {e: ["raw posix_ipc (Python)"] for e in ALL},
+    "proc stdout callback": {e: ["subprocess, 64 KiB reads"] for e in ALL},
+}
+
+UNITS = {"us": "lower", "ms": "lower", "MB/s": "higher"}
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "out.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--json", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ratio" in proc.stdout  # the printed table's header
+    return json.loads(out.read_text())
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def test_schema(rows):
+    assert isinstance(rows, list) and rows
+    for r in rows:
+        assert isinstance(r, dict)
+        for key in ("case", "engine", "ours", "reference", "reference_name", "unit", "ratio"):
+            assert key in r, (key, r)
+        assert isinstance(r["case"], str) and isinstance(r["reference_name"], str)
+        assert r["engine"] in ALL
+        assert r["unit"] in UNITS and r["better"] == UNITS[r["unit"]]
+        assert _positive(r["ours"]), r
+        if r["skipped"]:
+            # only an optional reference may be skipped, and it says why
+            assert r["reference_name"] == "filelock.FileLock" and "not installed" in r["skipped"]
+            assert r["reference"] is None and r["ratio"] is None
+            continue
+        assert _positive(r["reference"]) and _positive(r["ratio"]), r
+        assert r["ratio"] == pytest.approx(r["ours"] / r["reference"])
+        if r["goal"] is not None:
+            assert isinstance(r["met"], bool)
+
+
+def test_every_case_present(rows):
+    got: dict = {}
+    for r in rows:
+        got.setdefault(r["case"], {}).setdefault(r["engine"], []).append(r["reference_name"])
+    assert got == EXPECTED
+
+
+def test_goals_marked(rows):
+    with_goal = {(r["case"], r["engine"]) for r in rows if r["goal"]}
+    assert ("sem ping-pong", "lua5.4") in with_goal
+    assert ("sem inc+dec", "luajit2.1") in with_goal
+    assert ("shm 1 MiB write+read", "lua5.4") in with_goal
+    assert ("proc stdout callback", "python") in with_goal
+    assert ("start-up luaipc -e ''", "lua5.4") in with_goal
+
+
+def test_filelock_row_matches_installation(rows):
+    try:
+        import filelock  # noqa: F401
+        installed = True
+    except ImportError:
+        installed = False
+    fl = [r for r in rows if r["reference_name"] == "filelock.FileLock"]
+    assert fl and all(bool(r["skipped"]) != installed for r in fl)
+
+
+def test_proc_row_says_how_much(rows):
+    for r in rows:
+        if r["case"] == "proc stdout callback":
+            assert "MiB per run" in r["note"] and "smoke mode" in r["note"]
+
+
+def test_nothing_left_in_dev_shm(rows):
+    left = [n for n in os.listdir("/dev/shm") if "luaipcb-" in n]
+    assert not left
+
+
+def test_unknown_case_is_a_usage_error():
+    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "nope"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "unknown case" in proc.stderr
