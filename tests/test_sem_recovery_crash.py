@@ -116,6 +116,9 @@ def test_holder_killed_inside_hold_block_python_waiter_uses_ledger_too(name, tmp
     ledger = ipc.sem.Ledger(sem, tmp_path / "ledger")
     code = HOLDER.replace("ledger.acquire(timeout=30)\n", "ledger.hold(timeout=30).__enter__()\n")
     holder = spawn_py(code, name, ledger.path)
+    wait_line(holder)                      # it holds the unit before the waiter starts
+    holder.kill()
+    holder.wait(timeout=30)
     waiter = spawn_py("""
 import ipc.sem, os, sys
 s = ipc.sem.open(sys.argv[1])
@@ -126,9 +129,6 @@ with ledger.hold(timeout=60):
 print("out", os.getpid() in ledger.holders(), flush=True)
 """, name, ledger.path)
     try:
-        wait_line(holder)
-        holder.kill()
-        holder.wait(timeout=30)
         wait_line(waiter)
         assert still_blocked(waiter)
         assert ledger.recover() == [holder.pid]
