@@ -16,12 +16,12 @@ import ctypes
 import os
 import shlex
 import sys
-from importlib import resources
 
 from .. import __version__
 from . import interrupt
 from ..lua import (ENV_VAR, RUNTIME_OPTIONS, EngineError, complete_stdlib, install, lupa_module,
                    resolve_engine, run_chunk)
+from ..lua import _read_data
 
 PROGNAME = "luaipc"
 
@@ -214,7 +214,7 @@ def _run(runtime, argv, flags, script) -> int:
     lg = runtime.globals()
     lg.python = None  # lupa's bridge object: not part of the lua command
     lg.os.exit = _os_exit
-    driver_src = resources.files(__package__).joinpath("driver.lua").read_bytes()
+    driver_src = _read_data(__package__, "driver.lua")
     D = run_chunk(runtime, driver_src, b"=[luaipc]",
                   PROGNAME.encode(), _readline, _version_line(runtime))
 
