@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import importlib
 
-TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms of start-up
-
 from ._errors import (ExistsError, Interrupted, IPCError, NotFoundError,
                       PermissionDenied, Timeout)
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms of start-up
 
 __version__ = "0.1.0"
 
