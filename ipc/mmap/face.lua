@@ -10,6 +10,9 @@ local M = { pagesize = core.PAGESIZE }
 function M.open(...)
   local path, mode, offset, size = ...
   path = S.checkstring(path, 1, "open", select("#", ...) < 1)
+  if path:find("\0", 1, true) then  -- open(2) would only see the part before it
+    S.argerror(1, "open", "path contains a zero byte")
+  end
   mode = S.checkoption(mode, 2, "open", "r", MODES)
   offset = S.optinteger(offset, 3, "open", 0)
   size = S.optinteger(size, 4, "open", 0)
