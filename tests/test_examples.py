@@ -1,0 +1,32 @@
+"""The examples the README sends new users to, run as they would run them."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import run_luaipc
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_counter_lua_counts_exactly_across_processes(engine):
+    before = set(os.listdir("/dev/shm"))
+    r = run_luaipc([str(EXAMPLES / "counter.lua")], engine=engine)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert sorted(lines[:4]) == [f"worker {i} done" for i in range(1, 5)]
+    assert lines[4].startswith("4 processes counted to 4000 (expected 4000)")
+    assert {n for n in set(os.listdir("/dev/shm")) - before if "luaipc-demo" in n} == set()
+
+
+def test_python_and_lua_take_turns(engine):
+    before = set(os.listdir("/dev/shm"))
+    r = subprocess.run([sys.executable, str(EXAMPLES / "python_and_lua.py")],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "LUAIPC_ENGINE": engine})
+    assert r.returncode == 0, r.stderr
+    assert "Python and Lua counted to 200 in 100 round trips" in r.stdout
+    assert "saw the number reach 199" in r.stdout
+    assert {n for n in set(os.listdir("/dev/shm")) - before if "luaipc-example" in n} == set()
