@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import stat
 import sys
 
@@ -69,7 +70,7 @@ def cmd_ls(args) -> int:
     elif objs:
         rows = [["KIND", "NAME", "SIZE", "OWNER", "MODE", "VALUE", "STATE", "PROCESSES"]]
         for o in objs:
-            rows.append([o.kind, o.name, _size_text(o), o.owner,
+            rows.append([o.kind, _shown(o.name), _size_text(o), o.owner,
                          stat.filemode(stat.S_IFREG | o.mode)[1:],
                          "-" if o.value is None else str(o.value),
                          STATE_TEXT[o.state], _procs_text(o)])
@@ -125,9 +126,9 @@ def cmd_clean(args) -> int:
         for r in results:
             o = r.obj
             if r.error is not None:
-                _warn(f"clean: {o.kind} {o.name!r}: {r.error.strerror}")
+                _warn(f"clean: {o.kind} {_shown(o.name)!r}: {r.error.strerror}")
             else:
-                print(f"{verb} {o.kind} {o.name} (size {_size_text(o)}, owner {o.owner})")
+                print(f"{verb} {o.kind} {_shown(o.name)} (size {_size_text(o)}, owner {o.owner})")
         done = sum(1 for r in results if r.error is None)
         if not results:
             print("nothing to clean: no orphaned objects of yours"
@@ -170,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("pattern", nargs="?", metavar="PATTERN", help="glob on the name, e.g. 'job-*'")
     cl.set_defaults(func=cmd_clean)
     return p
+
+
+def _shown(name: str) -> str:
+    """A name for people: undecodable bytes as \\xNN, not as surrogates."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def main(argv: list[str] | None = None) -> int:
