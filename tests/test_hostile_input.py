@@ -1,0 +1,98 @@
+"""Hostile input: every Lua function and method of every module, on every
+engine, and every Python API function, class and method, called with random
+types and values (hypothesis; see tests/stress/fuzz_child.py for the rules).
+
+Each run is a child process, so a crash of the interpreter shows as a death
+by signal, and a hang as a timeout (the child also has a per-example
+watchdog that prints where it hung).  After the child has exited, every
+name it used (all start with this session's prefix) is checked: no segment,
+semaphore or queue may be left behind.
+
+CI runs a few hundred examples per engine; LUAIPC_FUZZ_EXAMPLES=20000 runs
+a long fuzz.  The figures (examples, calls, outcomes) are printed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import posix_ipc
+import pytest
+
+from conftest import ALL_ENGINES, PREFIX, SHM_DIR
+
+pytest.importorskip("hypothesis", reason="the fuzz needs hypothesis (pip install '.[test]')")
+
+EXAMPLES = int(os.environ.get("LUAIPC_FUZZ_EXAMPLES", "300"))
+CHILD = Path(__file__).parent / "stress" / "fuzz_child.py"
+# generous: examples take milliseconds, but the machine is shared
+TIMEOUT = 300 + EXAMPLES * 0.5
+
+pytestmark = pytest.mark.timeout(TIMEOUT + 60)
+
+
+def _left_behind(prefix: str, names: list[str]) -> list[str]:
+    """The named objects of the run that still exist (and removes them)."""
+    left = []
+    for p in SHM_DIR.iterdir():
+        if prefix in p.name:
+            left.append(f"/dev/shm/{p.name}")
+            p.unlink(missing_ok=True)
+    for n in names:
+        # a C call would see the name up to its first NUL byte (and
+        # posix_ipc 1.3's constructors crash on a NUL: ipc._names refuses
+        # such names before they get there)
+        n = n.split("\0")[0]
+        if not n or "/" in n:
+            continue
+        for kind, opener, unlink in (
+                ("shm", posix_ipc.SharedMemory, posix_ipc.unlink_shared_memory),
+                ("sem", posix_ipc.Semaphore, posix_ipc.unlink_semaphore),
+                ("mq", posix_ipc.MessageQueue, posix_ipc.unlink_message_queue)):
+            try:
+                obj = opener("/" + n)
+            except (posix_ipc.Error, ValueError, OSError):
+                continue
+            left.append(f"{kind} {n!r}")
+            for close in ("close_fd", "close"):
+                if hasattr(obj, close):
+                    getattr(obj, close)()
+            try:
+                unlink("/" + n)
+            except (posix_ipc.Error, ValueError, OSError):
+                pass
+    return left
+
+
+@pytest.mark.parametrize("target", [*ALL_ENGINES, "python"])
+def test_fuzz(target, tmp_path):
+    prefix = f"{PREFIX}fz{uuid.uuid4().hex[:4]}-"
+    work = tmp_path / "work"
+    work.mkdir()
+    report_path = tmp_path / "report.json"
+    mode, engine = ("py", "-") if target == "python" else ("lua", target)
+    try:
+        r = subprocess.run([sys.executable, str(CHILD), mode, engine, str(EXAMPLES), prefix,
+                            str(work), str(report_path)], capture_output=True, text=True,
+                           timeout=TIMEOUT, stdin=subprocess.DEVNULL, cwd=work)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the fuzz hung (no result in {TIMEOUT} s): {exc.stderr!r:.3000}")
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    left = _left_behind(prefix, report.get("names", []))
+    if r.returncode < 0:
+        pytest.fail(f"the interpreter died of signal {signal.Signals(-r.returncode).name} "
+                    f"after {report.get('examples', '?')} examples:\n{r.stderr[-5000:]}")
+    assert r.returncode == 0 and report.get("ok"), r.stderr[-8000:]
+    print(f"\nfuzz {target}: {report['examples']} random examples + {report['sweep']} sweep "
+          f"inputs tried ({report['calls']} calls of {len(report['targets'])} "
+          f"functions/methods, {report['seconds']} s); "
+          f"outcomes {report['outcomes']}"
+          + (f"; known issues {report['known']}" if report.get("known") else ""))
+    assert report["examples"] >= EXAMPLES
+    assert not report["missed"], f"never called: {report['missed']}"
+    assert not left, f"named objects left behind: {left}"
