@@ -8,6 +8,11 @@
 local S, core = ...
 local io_type, tostring, select, setmetatable = io.type, tostring, select, setmetatable
 local call = S.call
+-- Looked up once, at load: a lookup on the Python module per call was seen
+-- to return another function after a few thousand calls (lupa; e.g.
+-- core.unlock giving lua_file_fd), as ipc.sem's face notes for Lua 5.5.
+local core_fileno, core_lock, core_trylock, core_unlock =
+      core.fileno, core.lock, core.trylock, core.unlock
 
 -- file -> descriptor (a file object never reopens, so this cannot go stale)
 local FD = setmetatable({}, { __mode = "k" })
@@ -20,7 +25,7 @@ local function checkfile(f, fname, absent)
     local fd = FD[f]
     if fd == nil then
       local msg, code
-      fd, msg, code = call(core.fileno, tostring(f))
+      fd, msg, code = call(core_fileno, tostring(f))
       if fd == nil then return nil, msg, code end
       FD[f] = fd
     end
@@ -55,8 +60,8 @@ end
 
 local M = {}
 
-M.lock = locker("lock", core.lock)
-M.trylock = locker("trylock", core.trylock)
+M.lock = locker("lock", core_lock)
+M.trylock = locker("trylock", core_trylock)
 
 function M.unlock(...)
   local f, offset, nbytes = ...
@@ -65,7 +70,7 @@ function M.unlock(...)
   offset = S.optinteger(offset, 2, "unlock", 0)
   nbytes = S.optinteger(nbytes, 3, "unlock", 0)
   f:flush()                                         -- before anyone else reads
-  return call(core.unlock, fd, offset, nbytes)
+  return call(core_unlock, fd, offset, nbytes)
 end
 
 return M
