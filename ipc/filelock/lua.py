@@ -1,36 +1,19 @@
 """Core functions for the Lua face of ipc.filelock (face.lua).
 
 A Lua file reaches Python only as its ``tostring``, ``"file (0x...)"``: the
-address of its C ``FILE*``.  ``fileno()`` of that pointer (libc, through
-ctypes) is the descriptor the record locks need.  The face checks that the
+address of its C ``FILE*``; ``support.lua_file_fd`` turns it into the
+descriptor the record locks need.  The face checks that the
 file is open before asking, and caches the answer per file object.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
-import re
 
-from .._errors import os_error
+from ..lua.support import lua_file_fd
 from . import _fcntl
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fileno.argtypes = [ctypes.c_void_p]
-_libc.fileno.restype = ctypes.c_int
-
-_ADDRESS = re.compile(rb"\((?:0x)?([0-9a-fA-F]+)\)\s*$")
-
-
-def fileno(text: bytes) -> int:
-    """The descriptor of the open Lua file whose tostring() is ``text``."""
-    m = _ADDRESS.search(text)
-    if not m:
-        raise ValueError(f"cannot find the FILE* in {text!r}")
-    fd = _libc.fileno(int(m.group(1), 16))
-    if fd < 0:
-        raise os_error(ctypes.get_errno() or errno.EBADF)
-    return fd
+fileno = lua_file_fd  # the descriptor of an open Lua file, from tostring(f)
 
 
 def lock(fd: int, shared: bool, offset: int, nbytes: int) -> bool:

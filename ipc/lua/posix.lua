@@ -3,6 +3,8 @@
 -- mkstemp.  LuaJIT has all three natively and is left alone.
 local core = ...
 if jit then return end
+local cpopen, cpath, copened, cwait, ctmpname =
+      core.popen, core.path, core.opened, core.wait, core.tmpname
 
 local type, tostring, select, setmetatable, error = type, tostring, select, setmetatable, error
 local io_open, io_type, floor = io.open, io.type, math.floor
@@ -22,7 +24,7 @@ if not lua51 then
   end
 end
 
-os.tmpname = function() return core.tmpname() end
+os.tmpname = function() return ctmpname() end
 
 -- io.popen: a real Lua file on the child's pipe (via /dev/fd), inside a
 -- proxy whose close() reaps the child and returns its status (5.2+).
@@ -55,8 +57,8 @@ function methods.close(self)
   f:close()
   local child = self.child
   self.child = nil
-  if lua51 then child:wait() return true end
-  return child:wait()
+  if lua51 then cwait(child) return true end
+  return cwait(child)
 end
 
 mt.__tostring = function(self)
@@ -80,11 +82,11 @@ io.popen = function(prog, mode)
   if mode ~= "r" and mode ~= "w" then
     error("bad argument #2 to 'popen' (invalid mode)", 2)
   end
-  local ok, child = pcall(core.popen, tostring(prog), mode)
+  local ok, child = pcall(cpopen, tostring(prog), mode)
   if not ok then return nil, tostring(child), 0 end
-  local f, err, code = io_open(child:path(), mode)
-  child:opened()
-  if not f then child:wait() return nil, err, code end
+  local f, err, code = io_open(cpath(child), mode)
+  copened(child)
+  if not f then cwait(child) return nil, err, code end
   local p = setmetatable({ child = child }, mt)
   popen_files[p] = f
   return p

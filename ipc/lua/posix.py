@@ -43,8 +43,22 @@ class _Popen:
         return (True if status == 0 else None), b"exit", status
 
 
+# posix.lua looks these up once and calls them with the child: it never
+# looks up attributes of Python objects per call (see ipc/lua/support.lua).
 def popen(cmd: bytes, mode: bytes) -> _Popen:
     return _Popen(cmd, mode)
+
+
+def path(child: _Popen) -> bytes:
+    return child.path()
+
+
+def opened(child: _Popen) -> None:
+    child.opened()
+
+
+def wait(child: _Popen):
+    return child.wait()
 
 
 def tmpname() -> bytes:

@@ -1,6 +1,13 @@
 -- Shared helpers of the Lua faces: argument checks with Lua's own messages,
 -- and the translation of Python exceptions (see support.py).
 --
+-- Rule for every face: look up the Python core functions once, when the
+-- chunk loads (`local open = core.open`), never per call (`core.open(...)`)
+-- and never call methods of Python objects from Lua (`obj:m()`).  Under
+-- load, lupa's per-call attribute lookups were seen returning the wrong
+-- function (lock() ran unlock; found by the stress test, commit 2edf26d);
+-- a local is also one crossing cheaper.
+--
 -- Every face chunk gets this table as its first argument.  Errors are
 -- reported at the first stack frame outside the faces, as luaL_error does
 -- for a C function, so a message reads "script.lua:3: bad argument #1 to

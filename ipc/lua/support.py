@@ -1,7 +1,10 @@
 """Python half of the Lua faces' shared helpers (see support.lua)."""
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import re
 
 
 class LuaArgError(Exception):
@@ -33,3 +36,28 @@ def classify(exc: BaseException):
     if isinstance(exc, LuaArgError):
         return b"error", str(exc).encode(errors="replace")
     return b"error", f"{type(exc).__name__}: {exc}".encode(errors="replace")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fileno.argtypes = [ctypes.c_void_p]
+_libc.fileno.restype = ctypes.c_int
+_FILE_ADDRESS = re.compile(rb"\((?:0x)?([0-9a-fA-F]+)\)\s*$")
+
+
+def lua_file_fd(text: bytes) -> int:
+    """The descriptor of an open Lua file, from its ``tostring()``.
+
+    A Lua io file reaches Python only as a userdata lupa cannot look into,
+    but ``tostring(f)`` is ``"file (0x...)"``, the address of its C
+    ``FILE*``, on every engine; libc's ``fileno()`` of it is the descriptor.
+    The caller must check ``io.type(f) == "file"`` first (a closed file's
+    FILE* is gone).  Raises OSError(EBADF) when there is no address.
+    """
+    m = _FILE_ADDRESS.search(text)
+    if not m:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+    fd = _libc.fileno(int(m.group(1), 16))
+    if fd < 0:
+        code = ctypes.get_errno() or errno.EBADF
+        raise OSError(code, os.strerror(code))
+    return fd

@@ -7,13 +7,11 @@ ever has to cross a Python frame.
 """
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import os
-import re
 import signal as _signal
 
-from ..lua.support import LuaArgError
+from ..lua.support import LuaArgError, lua_file_fd
 from . import Process
 
 
@@ -39,30 +37,11 @@ class LuaProcess(Process):
     _NAMES = (b"stdout", b"stderr")
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fileno.argtypes = [ctypes.c_void_p]
-_libc.fileno.restype = ctypes.c_int
-_FILE_ADDR = re.compile(rb"\((?:0x)?([0-9a-fA-F]+)\)\s*$")
-
-
-def _fd_of(desc: bytes) -> int:
-    """The descriptor of a Lua file from ``tostring(file)``: ``file (0x...)``
-    shows the FILE* on every engine; libc's fileno() of it is the fd."""
-    m = _FILE_ADDR.search(desc)
-    if not m:
-        raise OSError(_errno.EBADF, "Bad file descriptor")
-    fd = _libc.fileno(int(m.group(1), 16))
-    if fd < 0:
-        code = ctypes.get_errno() or _errno.EBADF
-        raise OSError(code, os.strerror(code))
-    return fd
-
-
 def _stream(v):
     if v is True:
         return True
     if isinstance(v, bytes):
-        return _fd_of(v)
+        return lua_file_fd(v)
     return None
 
 
