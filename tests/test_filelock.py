@@ -316,18 +316,23 @@ def test_python_locked_context_with_timeout(path):
 
 def test_ctrl_c_in_python_lock(path):
     p = spawn_py(HOLD_PY, path, "w", 0, 0)
-    q = spawn_py("import ipc.filelock as fl, sys\n"
-                 "f = open(sys.argv[1], 'r+b'); print('ready', flush=True)\n"
-                 "try:\n    fl.lock(f, 'w')\nexcept KeyboardInterrupt:\n    print('KeyboardInterrupt')\n",
-                 path)
+    q = None
     try:
-        wait_line(p), wait_line(q)
+        wait_line(p)  # the holder has the lock before the waiter starts
+        q = spawn_py("import ipc.filelock as fl, sys\n"
+                     "f = open(sys.argv[1], 'r+b'); print('ready', flush=True)\n"
+                     "try:\n    fl.lock(f, 'w')\n"
+                     "except KeyboardInterrupt:\n    print('KeyboardInterrupt')\n",
+                     path)
+        wait_line(q)
         assert still_blocked(q, 0.2)
         interrupt(q)
         code, out, err = finish(q, timeout=10)
         assert (code, out) == (0, "KeyboardInterrupt\n"), err
     finally:
-        p.kill(), q.kill()
+        p.kill()
+        if q is not None:
+            q.kill()
 
 
 def test_python_lock_drops_read_buffer(path):
