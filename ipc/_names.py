@@ -20,7 +20,8 @@ def os_name(name: str | bytes, max_len: int = NAME_MAX) -> str:
     """Return the OS name (``"/" + name``) or raise an IPCError.
 
     Empty names, names with a ``/`` or a NUL byte get EINVAL (what
-    ``shm_open`` gives the C LuaIPC for such a name); names longer than
+    ``shm_open`` gives the C LuaIPC for such a name), and so do names that
+    are not UTF-8 (posix_ipc could not remove them); names longer than
     the OS allows get ENAMETOOLONG.
     """
     if isinstance(name, bytes):
@@ -31,4 +32,11 @@ def os_name(name: str | bytes, max_len: int = NAME_MAX) -> str:
         raise os_error(errno.EINVAL, name)
     if len(os.fsencode(name)) > max_len:
         raise os_error(errno.ENAMETOOLONG, name)
+    try:
+        # posix_ipc makes an object of a name that is not UTF-8 (e.g. the Lua
+        # name "a\xd1") but can never remove it (its unlink functions encode
+        # strictly): refuse such a name rather than leave an object behind.
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise os_error(errno.EINVAL, name) from None
     return "/" + name
