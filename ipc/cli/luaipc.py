@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
-import shlex
 import sys
 
 from .. import __version__
@@ -112,8 +111,18 @@ def _collect(argv: list[str]) -> tuple[set[str], int]:
 def _self_command(argv0: str) -> str:
     """A command that starts luaipc again, for ``arg``'s lowest index."""
     if os.path.basename(argv0) != "__main__.py" and os.path.isfile(argv0):
-        return shlex.quote(argv0)
-    return f"{shlex.quote(sys.executable)} -m ipc"
+        return _shell_quote(argv0)
+    return f"{_shell_quote(sys.executable)} -m ipc"
+
+
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
+
+
+def _shell_quote(s: str) -> str:
+    """shlex.quote without importing shlex and re (start-up time)."""
+    if s and all(c in _SAFE for c in s):
+        return s
+    return "'" + s.replace("'", "'\"'\"'") + "'"
 
 
 def _make_runtime(engine: str, ignore_env: bool):
