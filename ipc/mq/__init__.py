@@ -201,6 +201,10 @@ class MessageQueue:
                 else _default("msg_default", posix_ipc.QUEUE_MESSAGES_MAX_DEFAULT)
             msgsize = _check_size(msgsize, "msgsize") if msgsize is not None \
                 else _default("msgsize_default", posix_ipc.QUEUE_MESSAGE_SIZE_MAX_DEFAULT)
+            if maxmsg > HARD_MSGMAX or msgsize > HARD_MSGSIZEMAX:
+                # what the kernel says (EINVAL), before posix_ipc's C long
+                # overflows on a size past 2**63
+                raise _limit_error(osname, maxmsg, msgsize)
             try:
                 mq = posix_ipc.MessageQueue(osname, posix_ipc.O_CREX, 0o600, maxmsg, msgsize)
             except (posix_ipc.Error, OSError, ValueError) as exc:

@@ -54,8 +54,9 @@ function M.open(name, maxmsg, msgsize)
   msgsize = S.optinteger(msgsize, 3, "open")
   if maxmsg and maxmsg < 1 then S.argerror(2, "open", "maxmsg must be positive") end
   if msgsize and msgsize < 1 then S.argerror(3, "open", "msgsize must be positive") end
-  local q, size, cap = S.call(py_open, name, maxmsg and toint(maxmsg),
-                              msgsize and toint(msgsize))
+  -- (toint gives nil past 2^63: the float goes on, and the kernel refuses it)
+  local q, size, cap = S.call(py_open, name, maxmsg and (toint(maxmsg) or maxmsg),
+                              msgsize and (toint(msgsize) or msgsize))
   if not q then return nil, size, cap end           -- nil, message, errno
   return S.new(MQ, { [Q] = q, [SIZE] = size, [CAP] = cap })
 end

@@ -19,7 +19,14 @@ __all__ = ["open", "send", "receive", "close", "count", "PRIORITY_MAX"]
 
 
 def open(name: bytes, maxmsg, msgsize):
-    """``(handle, msgsize, maxmsg)``; the face keeps msgsize to check sizes."""
+    """``(handle, msgsize, maxmsg)``; the face keeps msgsize to check sizes.
+
+    The face has checked that the sizes are integral; on engines without
+    integers (5.1, 5.2, LuaJIT), or past 2^63, they arrive as floats."""
+    if isinstance(maxmsg, float):
+        maxmsg = int(maxmsg)
+    if isinstance(msgsize, float):
+        msgsize = int(msgsize)
     q = MessageQueue(name, maxmsg, msgsize)
     return q, q.msgsize, q.maxmsg
 
