@@ -34,7 +34,6 @@ import io
 import json
 import math
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -741,5 +740,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     faulthandler.enable()
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())
