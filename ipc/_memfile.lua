@@ -355,14 +355,14 @@ function M.close(self)
 end
 
 -- For tostring(h): "ipc.shm (closed)" once closed, else its address.
-function M.__state(self)
+local function state(self)
   local st = STATE[self]
   if st and st.closed then return "closed" end
 end
 
 -- A metatable for the handles of one module (`typename`: "ipc.shm"...).
 function MF.class(typename)
-  local mt = S.class(typename, M)
+  local mt = S.class(typename, M, state)
   -- A to-be-closed variable (5.4+) after an explicit close is no error, as
   -- for Lua's own files.
   mt.__close = function(self)

@@ -391,3 +391,29 @@ def test_run_timeout_kills_the_tree():
         proc.run("sleep 30 & sleep 30; wait", timeout=0.5)
     assert time.monotonic() - t0 < 20
 
+
+
+# Found by the hostile-input fuzz (issue 7).
+
+def test_pipeline_refuses_a_single_string():
+    # list("ls | wc") would have run "l", "s", " ", ... as commands.
+    with pytest.raises(TypeError, match="list of commands"):
+        proc.pipeline("ls | wc")
+    with pytest.raises(TypeError, match="list of commands"):
+        proc.pipeline(b"ls | wc")
+
+
+@pytest.mark.parametrize("env", [5, ["A=1"], "A=1"])
+def test_env_must_be_a_mapping(env):
+    with pytest.raises(TypeError, match="env must be a mapping"):
+        proc.spawn(["true"], env=env)
+
+
+def test_timeouts_follow_the_one_rule():
+    # negative waits forever (as ipc.sem and threading), a bool is an error
+    p = proc.spawn(["sleep", "0.2"])
+    assert p.wait(-5) == 0
+    with pytest.raises(TypeError, match="timeout must be a number"):
+        proc.run(["true"], timeout=False)
+    with pytest.raises(ValueError, match="NaN"):
+        proc.run(["true"], timeout=float("nan"))

@@ -36,6 +36,7 @@ import portalocker
 from portalocker.portalocker import LockfLocker
 
 from .._errors import os_error
+from .._timeout import timeout as check_timeout
 
 __all__ = ["lock", "trylock", "unlock", "locked", "RangeLock", "PathLock", "fileno"]
 
@@ -144,7 +145,8 @@ def unlock(file: FileArg, offset: int = 0, nbytes: int = 0) -> None:
 def _lock_within(file: FileArg, mode: str, offset: int, nbytes: int,
                  timeout: Optional[float]) -> None:
     """lock() with the timeout rule: None waits, 0 tries once, > 0 polls."""
-    if timeout is None or timeout < 0:
+    timeout = check_timeout(timeout)
+    if timeout is None:
         lock(file, mode, offset, nbytes)
         return
     deadline = time.monotonic() + timeout
@@ -243,6 +245,5 @@ class PathLock(portalocker.Lock):
 
 def _pl_timeout(timeout: Optional[float]) -> float:
     # portalocker reads None as "its default of 5 s"; ours means forever.
-    if timeout is None or timeout < 0:
-        return float("inf")
-    return float(timeout)
+    timeout = check_timeout(timeout)
+    return float("inf") if timeout is None else timeout

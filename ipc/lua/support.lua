@@ -114,11 +114,13 @@ function S.call(f, ...) return finish(pcall(f, ...)) end
 local addresses = setmetatable({}, { __mode = "k" })
 
 -- `methods.close`, when present, also serves a to-be-closed variable (5.4+).
-function S.class(typename, methods)
+-- `state(h)`, if given, says what tostring(h) shows instead of the address
+-- ("closed", "pid 42"); it is not a method, so scripts cannot call it.
+function S.class(typename, methods, state)
   local mt = { __index = methods, __name = typename, __metatable = false }
   mt.__tostring = function(self)
-    local state = methods.__state and methods.__state(self)
-    return format("%s (%s)", typename, state or addresses[self] or "?")
+    local shown = state and state(self)
+    return format("%s (%s)", typename, shown or addresses[self] or "?")
   end
   if methods.close then mt.__close = function(self) methods.close(self) end end
   return mt

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import builtins
 import errno
-import math
-import os
 import pickle
 import time
 import weakref
@@ -42,6 +40,7 @@ import posix_ipc
 
 from .._errors import Timeout, from_posix_ipc, os_error
 from .._names import NAME_MAX, os_name
+from .._timeout import timeout as check_timeout
 
 __all__ = ["MessageQueue", "open", "unlink", "limits", "PRIORITY_MAX", "SYSCTL_DIR", "Timeout"]
 
@@ -53,11 +52,6 @@ SYSCTL_DIR = "/proc/sys/fs/mqueue"
 #: (HARD_MSGMAX and HARD_MSGSIZEMAX in include/linux/ipc_namespace.h).
 HARD_MSGMAX = 65536
 HARD_MSGSIZEMAX = 16 * 1024 * 1024
-
-# A timeout longer than this is "forever" (posix_ipc cannot take inf, and a
-# timespec this far ahead is as good as never).
-_FOREVER = 1e9
-
 
 def limits() -> dict[str, int | None]:
     """The system's queue limits, read from ``/proc/sys/fs/mqueue``.
@@ -91,17 +85,7 @@ def _check_size(value: Any, what: str) -> int:
     return value
 
 
-def _timeout(timeout: float | None) -> float | None:
-    """posix_ipc's timeout: None blocks, 0 tries once, t > 0 waits."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
-    if math.isnan(timeout):
-        raise ValueError("timeout must not be NaN")
-    if timeout < 0 or timeout > _FOREVER:
-        return None  # negative waits forever, as ipc.sem's dec and threading do
-    return timeout
+_timeout = check_timeout  # the one rule: ipc/_timeout.py
 
 
 _CLOSED = "I/O operation on closed message queue"

@@ -101,11 +101,11 @@ function methods.close(self)
   return true
 end
 
-function methods.__state(self)
+local function state(self)
   if rawget(self, Q) == false then return "closed" end
 end
 
 -- After the methods: S.class gives <close> only if `close` exists.
-MQ = S.class("ipc.mq", methods)
+MQ = S.class("ipc.mq", methods, state)
 
 return M

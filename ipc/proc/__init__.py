@@ -41,9 +41,10 @@ import signal as _signal
 import subprocess
 import time
 import weakref
-from typing import Any, Callable, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from .._errors import Timeout, os_error
+from .._timeout import timeout as check_timeout
 
 __all__ = ["spawn", "pipeline", "run", "Process", "Pipeline", "Result",
            "PIPE", "STDOUT", "DEVNULL"]
@@ -308,6 +309,8 @@ def _redirect(v, what: str):
 
 
 def _popen(cmd: Command, stdin, stdout, stderr, cwd, env) -> subprocess.Popen:
+    if env is not None and not isinstance(env, Mapping):
+        raise TypeError(f"env must be a mapping or None, not {type(env).__name__}")
     if isinstance(cmd, (str, bytes)):
         shell = True
     elif isinstance(cmd, Iterable):
@@ -400,7 +403,7 @@ class _Handle:
         """One turn of the loop: wait at most ``timeout`` seconds for a pipe,
         move what can be moved, call the callback.  True once finished."""
         out: list = []
-        self._pump.step(timeout, out)
+        self._pump.step(check_timeout(timeout), out)
         self._deliver(out)
         return self._pump.done
 
@@ -410,6 +413,7 @@ class _Handle:
         what is possible without waiting, ``> 0`` waits at most that long;
         raises ``ipc.Timeout`` when it runs out (call ``wait`` again later)."""
         pump = self._pump
+        timeout = check_timeout(timeout)
         if timeout is None:
             while not pump.done:
                 self.step(None)
@@ -545,6 +549,9 @@ class Pipeline(_Handle):
 
     def __init__(self, cmds: Sequence[Command], *, stdin=None, stdout=None, stderr=None,
                  callback: Callback | None = None, cwd=None, env=None):
+        if isinstance(cmds, (str, bytes)):  # list("ls | wc") would run "l", "s", ...
+            raise TypeError("pipeline() takes a list of commands (each a list of arguments "
+                            "or a shell string), not a single string")
         cmds = list(cmds)
         if not cmds:
             raise ValueError("a pipeline needs at least one command")

@@ -18,7 +18,6 @@ local EOF = core.EOF          -- fetched once: one Lua value, compared raw
 
 local M = { EOF = EOF }
 local methods = {}
-local Proc = S.class("ipc.proc", methods)
 local isproc = setmetatable({}, { __mode = "k" })
 
 local INVALID = "attempt to use invalid process object"
@@ -31,10 +30,11 @@ local function checkproc(self, fname)
   return self
 end
 
-function methods.__state(self)
-  local c = self._core
+local function state(self)
+  local c = isproc[self] and self._core
   return c and cdescribe(c)
 end
+local Proc = S.class("ipc.proc", methods, state)
 
 -- A stream option: true = pipe, false/nil = inherit, a Lua file = redirect
 -- (flushed first, handed over as `tostring(f)`, which shows the FILE*).

@@ -65,11 +65,11 @@ function methods.close(self)
   return call(core_close, obj)
 end
 
-function methods.__state(self)
+local function state(self)
   if OBJ[self] == nil then return "closed" end
 end
 
-local mt = S.class("ipc.sem", methods)
+local mt = S.class("ipc.sem", methods, state)
 -- A to-be-closed handle that was closed by hand is left alone.
 mt.__close = function(self) if OBJ[self] ~= nil then methods.close(self) end end
 
