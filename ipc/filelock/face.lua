@@ -8,9 +8,7 @@
 local S, core = ...
 local io_type, tostring, select, setmetatable = io.type, tostring, select, setmetatable
 local call = S.call
--- Looked up once, at load: a lookup on the Python module per call was seen
--- to return another function after a few thousand calls (lupa; e.g.
--- core.unlock giving lua_file_fd), as ipc.sem's face notes for Lua 5.5.
+-- Bound once, at load (core is a Lua table: see support.lua's rule).
 local core_fileno, core_lock, core_trylock, core_unlock =
       core.fileno, core.lock, core.trylock, core.unlock
 

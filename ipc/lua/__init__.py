@@ -96,7 +96,11 @@ def complete_stdlib(runtime) -> None:
     lack (they are compiled without LUA_USE_POSIX): ``io.popen``, the
     decoded status of ``os.execute``, ``os.tmpname`` with mkstemp."""
     from . import posix
-    run_chunk(runtime, _read_lua(__name__, "posix.lua"), b"=[ipc.posix]", posix)
+    core = runtime.table()
+    exports = _exports(posix)
+    for k, v in zip(exports[::2], exports[1::2]):
+        core[k] = v
+    run_chunk(runtime, _read_lua(__name__, "posix.lua"), b"=[ipc.posix]", core)
 
 
 def run_chunk(runtime, source: bytes, chunkname: bytes, *args):
@@ -110,9 +114,12 @@ def run_chunk(runtime, source: bytes, chunkname: bytes, *args):
 _LOADER = b"""local face, modules = ...
   local load = loadstring or load   -- 5.1 and LuaJIT spell it loadstring
   local support
+  local function pack(...) return { n = select("#", ...), ... } end
   local function open(name)
-    local ok, src, chunkname, core = pcall(face, name)
-    if not ok then error(tostring(src), 0) end     -- e.g. not implemented yet
+    local r = pack(pcall(face, name))
+    if not r[1] then error(tostring(r[2]), 0) end   -- e.g. not implemented yet
+    local src, chunkname, core = r[2], r[3], {}
+    for i = 4, r.n, 2 do core[r[i]] = r[i + 1] end  -- name, value, name, value...
     local chunk = assert(load(src, chunkname))
     if name == "_support" then return chunk(core) end
     if not support then support = open("_support") end
@@ -134,18 +141,37 @@ _RUN = "function(src, name, ...) return assert((loadstring or load)(src, name))(
 
 
 def _face(name: bytes):
-    """Source, chunk name and core namespace of a module's Lua face."""
+    """Source and chunk name of a module's Lua face, then its core namespace
+    as name, value, name, value... (the loader makes a Lua table of them)."""
     name = name.decode()
     if name == "_support":
         from . import support as core
-        return _read_lua(__name__, "support.lua"), b"=[ipc.support]", core
+        return (_read_lua(__name__, "support.lua"), b"=[ipc.support]", *_exports(core))
     try:
         core = importlib.import_module(f"ipc.{name}.lua")
     except ModuleNotFoundError as exc:
         if exc.name not in (f"ipc.{name}", f"ipc.{name}.lua"):
             raise  # a real missing dependency, not a missing face
         raise NotImplementedError(f"module 'ipc.{name}' is not implemented yet") from None
-    return _read_lua(f"ipc.{name}", "face.lua"), f"=[ipc.{name}]".encode(), core
+    return (_read_lua(f"ipc.{name}", "face.lua"), f"=[ipc.{name}]".encode(), *_exports(core))
+
+
+def _exports(core: ModuleType) -> list:
+    """The public names of a core module, flat: [b"name", value, ...].
+
+    Faces get their core as a real Lua table and never index a Python
+    object: lupa 2.8 was seen answering ``core.lock`` with the function of
+    the previous lookup (``core.fileno``), on LuaJIT at once and on PUC-Lua
+    under load (a repro is in the notes of issue 7).
+    """
+    names = getattr(core, "__all__", None)
+    if names is None:
+        names = [k for k, v in vars(core).items()
+                 if not k.startswith("_") and not isinstance(v, type(sys))]
+    flat: list = []
+    for k in names:
+        flat += [k.encode(), getattr(core, k)]
+    return flat
 
 
 _SOURCES: dict[tuple[str, str], bytes] = {}

@@ -1,12 +1,13 @@
 -- Shared helpers of the Lua faces: argument checks with Lua's own messages,
 -- and the translation of Python exceptions (see support.py).
 --
--- Rule for every face: look up the Python core functions once, when the
--- chunk loads (`local open = core.open`), never per call (`core.open(...)`)
--- and never call methods of Python objects from Lua (`obj:m()`).  Under
--- load, lupa's per-call attribute lookups were seen returning the wrong
--- function (lock() ran unlock; found by the stress test, commit 2edf26d);
--- a local is also one crossing cheaper.
+-- Rule for every face: never index a Python object from Lua (`obj.x`,
+-- `obj:m()`).  lupa 2.8 answers such a lookup, at times, with the result of
+-- the previous one (`core.lock` gave `core.fileno`; on LuaJIT at once, on
+-- PUC-Lua under load).  So `core` is a Lua table the bridge builds from the
+-- core module's public names, and Python objects only travel as values.
+-- Faces still bind core functions to locals at load: one lookup less per
+-- call.
 --
 -- Every face chunk gets this table as its first argument.  Errors are
 -- reported at the first stack frame outside the faces, as luaL_error does

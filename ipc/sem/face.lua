@@ -6,8 +6,7 @@
 local S, core = ...
 local pcall, type, setmetatable = pcall, type, setmetatable
 local call = S.call
--- Looked up once: cheaper per call, and immune to attribute lookups on
--- the Python module going astray (seen on lupa's Lua 5.5).
+-- Bound once, at load (core is a Lua table: see support.lua's rule).
 local core_open, core_dec, core_failed, core_close, core_pointer =
       core.open, core.dec, core.failed, core.close, core.pointer
 
