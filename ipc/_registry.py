@@ -492,6 +492,24 @@ def remove(kind: str, name: str) -> None:
         raise os_error(exc.errno or errno.EIO, name) from exc
 
 
+def _remove_found(obj: NamedObject) -> None:
+    """Remove an object found by listing.  By name, as users and C programs
+    do; a name the API refuses (not UTF-8: made by a C program or an old
+    version, which posix_ipc cannot unlink) goes by its file, which is what
+    shm_unlink/sem_unlink/mq_unlink do on Linux anyway."""
+    try:
+        check_name(obj.kind, obj.name)
+    except IPCError:
+        if obj.path is None:
+            raise
+        try:
+            os.unlink(obj.path)
+        except OSError as exc:
+            raise os_error(exc.errno or errno.EIO, obj.name) from exc
+        return
+    remove(obj.kind, obj.name)
+
+
 @dataclass
 class CleanResult:
     obj: NamedObject
@@ -531,7 +549,7 @@ def clean(pattern: str | None = None, *, dry_run: bool = False,
             results.append(CleanResult(now, False))
             continue
         try:
-            remove(now.kind, now.name)
+            _remove_found(now)
         except IPCError as exc:
             results.append(CleanResult(now, False, exc))
         else:

@@ -461,3 +461,27 @@ def test_unreadable_process_makes_state_unknown_and_clean_keeps_it(objnames, chi
     o = by_kind(ls_json(base + "-*"))["shm"]
     assert o["state"] == "in-use" and o["processes"][0]["pid"] == p.pid
     assert o["processes"][0]["how"] == "open"
+
+
+def test_clean_removes_an_orphan_whose_name_the_api_refuses(make_name):
+    # A C program (or an older luaipc) may have made a segment and a
+    # semaphore whose names are not UTF-8; the API refuses such names and
+    # posix_ipc cannot unlink them, but clean must still get rid of them.
+    base = make_name()
+    names = [b"/dev/shm/" + base.encode() + b"-\xff", b"/dev/shm/sem." + base.encode() + b"-s\x1f\xfe"]
+    for path in names:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        os.ftruncate(fd, 32)
+        os.close(fd)
+    try:
+        listed = ipcctl("ls", base + "*", check=True).stdout
+        assert f"{base}-\\xff" in listed and f"{base}-s\\x1f\\xfe" in listed  # escaped for people
+        r = ipcctl("clean", base + "*", check=True)
+        assert r.stdout.count("removed ") == 2, r.stdout
+        assert not any(os.path.exists(p) for p in names)
+    finally:
+        for path in names:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass

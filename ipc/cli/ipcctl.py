@@ -126,7 +126,7 @@ def cmd_clean(args) -> int:
         for r in results:
             o = r.obj
             if r.error is not None:
-                _warn(f"clean: {o.kind} {_shown(o.name)!r}: {r.error.strerror}")
+                _warn(f"clean: {o.kind} {_shown(o.name)}: {r.error.strerror}")
             else:
                 print(f"{verb} {o.kind} {_shown(o.name)} (size {_size_text(o)}, owner {o.owner})")
         done = sum(1 for r in results if r.error is None)
@@ -174,8 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _shown(name: str) -> str:
-    """A name for people: undecodable bytes as \\xNN, not as surrogates."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+    """A name for people: undecodable bytes and control characters as
+    \\xNN (never raw to the terminal, never as surrogate escapes)."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def main(argv: list[str] | None = None) -> int:
