@@ -247,15 +247,16 @@ def test_handles_are_released_when_the_script_ends(name, tmp_path):
         assert not os.path.exists(f"/dev/shm/{name}")
 
 
-def _interrupt_after_ready(code: str, engine: str) -> subprocess.CompletedProcess:
-    """Start luaipc, wait for its "ready" line, send SIGINT, collect the end."""
+def _interrupt_after_ready(code: str, engine: str, times: int = 1) -> subprocess.CompletedProcess:
+    """Start luaipc; each time it prints "ready", send SIGINT; collect the end."""
     import signal
     env = {**os.environ, "LUAIPC_ENGINE": engine}
     p = subprocess.Popen(LUAIPC + ["-e", code], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert p.stdout.readline() == "ready\n"
-        p.send_signal(signal.SIGINT)
+        for _ in range(times):
+            assert p.stdout.readline() == "ready\n"
+            p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=20)
     finally:
         if p.poll() is None:
@@ -281,21 +282,9 @@ def test_ctrl_c_is_an_error_pcall_can_catch_twice(engine):
             "local ok, e = pcall(function() print('ready') io.stdout:flush() "
             "while true do end end) "
             "io.stderr:write('caught ', e, '\\n') end")
-    env = {**os.environ, "LUAIPC_ENGINE": engine}
-    import signal
-    p = subprocess.Popen(LUAIPC + ["-e", code], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        for _ in range(2):
-            assert p.stdout.readline() == "ready\n"
-            p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=20)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == 0
-    assert err.count("caught (command line):1: interrupted!") == 2, err
+    r = _interrupt_after_ready(code, engine, times=2)
+    assert r.returncode == 0
+    assert r.stderr.count("caught (command line):1: interrupted!") == 2, r.stderr
 
 
 def test_ctrl_c_interrupts_a_blocking_read_of_a_child(engine):
