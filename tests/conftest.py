@@ -45,18 +45,37 @@ def lua(engine):
     return new_runtime(engine)
 
 
-def leftovers(name: str) -> list[Path]:
-    """The OS files that a named shm, semaphore or queue called name uses."""
-    candidates = [SHM_DIR / name, SHM_DIR / f"sem.{name}", MQ_DIR / name]
-    return [p for p in candidates if p.exists()]
+def queue_exists(name: str) -> bool:
+    """Whether the message queue "/name" exists (works without an mqueue
+    mount, which these machines lack)."""
+    import posix_ipc
+    try:
+        posix_ipc.MessageQueue("/" + name).close()
+    except posix_ipc.ExistentialError:
+        return False
+    return True
+
+
+def leftovers(name: str) -> list[str]:
+    """What is left of a named shm, semaphore or queue called name."""
+    found = [str(p) for p in (SHM_DIR / name, SHM_DIR / f"sem.{name}") if p.exists()]
+    if queue_exists(name):
+        found.append(f"mq /{name}")
+    return found
 
 
 def remove_named(name: str) -> None:
-    for p in leftovers(name):
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
+    import posix_ipc
+    for p in (SHM_DIR / name, SHM_DIR / f"sem.{name}"):
+        p.unlink(missing_ok=True)
+    try:
+        posix_ipc.unlink_message_queue("/" + name)
+    except posix_ipc.ExistentialError:
+        pass
+
+
+#: Every name made in this session, for the final leftover check.
+_MADE: list[str] = []
 
 
 @pytest.fixture
@@ -67,6 +86,7 @@ def make_name():
     def make() -> str:
         n = PREFIX + uuid.uuid4().hex[:12]
         made.append(n)
+        _MADE.append(n)
         return n
 
     yield make
@@ -82,12 +102,17 @@ def name(make_name) -> str:
 
 @pytest.fixture(autouse=True, scope="session")
 def nothing_left_behind():
-    """After the suite, /dev/shm and /dev/mqueue hold nothing of this session."""
+    """After the suite, nothing of this session is left in /dev/shm, nor as
+    a message queue (checked by name: /dev/mqueue need not be mounted)."""
     yield
     left = [p for d in (SHM_DIR, MQ_DIR) if d.exists()
-            for p in d.iterdir() if PREFIX in p.name]
+            for p in d.iterdir() if p.name.startswith((PREFIX, "sem." + PREFIX))]
+    left += [f"mq /{n}" for n in _MADE if queue_exists(n)]
     for p in left:
-        p.unlink(missing_ok=True)
+        if isinstance(p, Path):
+            p.unlink(missing_ok=True)
+    for n in _MADE:
+        remove_named(n)
     assert not left, f"named objects left behind by the suite: {left}"
 
 

@@ -3,46 +3,25 @@ from __future__ import annotations
 
 import errno
 import gc
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 
-import posix_ipc
 import pytest
 
 import ipc
+from conftest import queue_exists
 from ipc import mq
 
 ALL_BYTES = bytes(range(256))
 
 
-def queue_exists(name: str) -> bool:
-    try:
-        posix_ipc.MessageQueue("/" + name).close()
-    except posix_ipc.ExistentialError:
-        return False
-    return True
-
-
 @pytest.fixture
 def qname(make_name):
-    """A fresh name; the queue is unlinked after the test (the conftest's
-    cleanup looks in /dev/mqueue, which need not be mounted)."""
-    made = []
-
-    def make():
-        made.append(make_name())
-        return made[-1]
-
-    yield make
-    for n in made:
-        try:
-            posix_ipc.unlink_message_queue("/" + n)
-        except posix_ipc.ExistentialError:
-            pass
+    """Fresh names (conftest removes their queues too)."""
+    return make_name
 
 
 @pytest.fixture

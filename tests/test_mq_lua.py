@@ -9,40 +9,19 @@ import sys
 import time
 from pathlib import Path
 
-import posix_ipc
 import pytest
 
-from conftest import LUAIPC
+from conftest import LUAIPC, queue_exists
 from ipc import mq
 
 HERE = Path(__file__).parent / "lua" / "mq"
 ALL_BYTES = bytes(range(256))
 
 
-def queue_exists(name: str) -> bool:
-    try:
-        posix_ipc.MessageQueue("/" + name).close()
-    except posix_ipc.ExistentialError:
-        return False
-    return True
-
-
 @pytest.fixture
 def qname(make_name):
-    """Fresh names whose queues are unlinked after the test (without an
-    mqueue mount the conftest cannot see them)."""
-    made = []
-
-    def make():
-        made.append(make_name())
-        return made[-1]
-
-    yield make
-    for n in made:
-        try:
-            posix_ipc.unlink_message_queue("/" + n)
-        except posix_ipc.ExistentialError:
-            pass
+    """Fresh names (conftest removes their queues too)."""
+    return make_name
 
 
 @pytest.fixture
