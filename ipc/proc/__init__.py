@@ -130,6 +130,7 @@ class _Pump:
             os.set_blocking(stdin, False)
         self.writing = False                    # stdin registered for POLLOUT
         self.blocking = -1                      # the output fd made blocking
+        self.blocking_name = None               # ... and its name
         self.done = False
 
     # -- input ---------------------------------------------------------------
@@ -237,7 +238,7 @@ class _Pump:
         ((fd, name),) = self.names.items()
         if fd != self.blocking:
             os.set_blocking(fd, True)   # once: this fd stays the last one
-            self.blocking = fd
+            self.blocking, self.blocking_name = fd, name
         try:
             data = os.read(fd, READ_SIZE)  # EINTR: retried, or Ctrl-C raises
         except OSError as exc:
@@ -248,6 +249,7 @@ class _Pump:
             out.append(name)
             out.append(data)
             return
+        self.blocking = -1
         self.poll.unregister(fd)
         del self.names[fd]
         os.close(fd)
@@ -265,6 +267,7 @@ class _Pump:
     def close(self) -> None:
         """Close every pipe we still hold (the children are not touched)."""
         self._close_stdin()
+        self.blocking = -1
         for fd in list(self.names):
             self.poll.unregister(fd)
             del self.names[fd]

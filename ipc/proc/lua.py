@@ -12,7 +12,9 @@ import os
 import signal as _signal
 
 from ..lua.support import LuaArgError, lua_file_fd
-from . import Process
+from . import READ_SIZE, Process
+
+_read = os.read
 
 
 class _EOFType:
@@ -62,6 +64,18 @@ def step(h: LuaProcess, data, eof):
     ``nil, "interrupted!"`` for Ctrl-C.  Errors come back as values, so the
     face needs no pcall per turn."""
     pump = h._pump
+    fd = pump.blocking
+    if fd >= 0:
+        # The last pipe, nothing to feed: one blocking read is the turn.
+        try:
+            chunk = _read(fd, READ_SIZE)
+        except KeyboardInterrupt:
+            h.shutdown(0.5)
+            return (None, b"interrupted!")
+        except OSError:
+            chunk = b""  # the general path below reads again and reports it
+        if chunk:
+            return (False, 0, pump.blocking_name, chunk)
     out: list = []
     try:
         if data is not None:
