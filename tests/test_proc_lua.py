@@ -488,20 +488,23 @@ def test_argument_errors(lua, code, message):
 
 # -- Ctrl-C --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("opts", ["{ stdout = true, callback = function() end }",  # in read()
-                                  "{ stdin = true, stdout = true, stderr = true, "
-                                  "callback = function() end }",                   # in poll()
-                                  "{}"])                                           # in waitpid()
-def test_ctrl_c_during_wait_interrupts_and_kills_child(engine, tmp_path, opts):
+@pytest.mark.parametrize("cmd, opts", [
+    ("exec sleep 60", "{ stdout = true, callback = function() end }"),   # in step's read()
+    # after a first chunk: in the reader's read() (the last pipe's fast path)
+    ("echo started; exec sleep 60", "{ stdout = true, callback = function() end }"),
+    ("exec sleep 60", "{ stdin = true, stdout = true, stderr = true, "
+                      "callback = function() end }"),                    # in poll()
+    ("exec sleep 60", "{}")])                                             # in waitpid()
+def test_ctrl_c_during_wait_interrupts_and_kills_child(engine, tmp_path, cmd, opts):
     script = tmp_path / "ctrlc.lua"
     script.write_text("""
       local proc = require "ipc.proc"
-      local h = proc.spawn("exec sleep 60", OPTS)
+      local h = proc.spawn("CMD", OPTS)
       io.stdout:write(tostring(h):match("pid (%d+)"), "\\n")
       io.stdout:flush()
       h:wait()
       print("not reached")
-    """.replace("OPTS", opts))
+    """.replace("CMD", cmd).replace("OPTS", opts))
     env = dict(os.environ, LUAIPC_ENGINE=engine)
     p = subprocess.Popen(LUAIPC + [str(script)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=env, stdin=subprocess.DEVNULL)

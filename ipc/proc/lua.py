@@ -48,19 +48,47 @@ def _stream(v):
 
 
 def spawn(cmd: bytes, stdin, stdout, stderr):
-    """A LuaProcess (or an OSError: the face returns nil, msg, errno)."""
+    """A LuaProcess and its reader (or an OSError: the face returns nil,
+    msg, errno)."""
     if b"\0" in cmd:  # execve() could only cut it short
         raise LuaArgError(1, "spawn", "command contains a zero byte")
-    return LuaProcess(cmd, stdin=_stream(stdin), stdout=_stream(stdout),
-                      stderr=_stream(stderr), callback=_noop)
+    h = LuaProcess(cmd, stdin=_stream(stdin), stdout=_stream(stdout),
+                   stderr=_stream(stderr), callback=_noop)
+    return h, _reader(h)
+
+
+def _reader(h: LuaProcess):
+    """The turn of h:wait() once a single output pipe is left and no input
+    can come (step says so with code 1): one blocking read, no arguments
+    to convert.  Returns ``stream, data``; nothing at EOF or on a failed
+    read (the face goes back to step, which reaps or reports it);
+    ``nil, "interrupted!"`` for Ctrl-C."""
+    pump = h._pump
+
+    def read():
+        fd = pump.blocking
+        if fd >= 0:
+            try:
+                chunk = _read(fd, READ_SIZE)
+            except KeyboardInterrupt:
+                h.shutdown(0.5)
+                return (None, b"interrupted!")
+            except OSError:
+                return None
+            if chunk:
+                return (pump.blocking_name, chunk)
+        return None
+    return read
 
 
 def step(h: LuaProcess, data, eof):
     """Feed ``data`` (queued by h:write since the last turn), close stdin if
     ``eof``, wait for the pipes and move bytes.  Returns ``kind, code`` and
     then the output: ``stream, data`` pairs, or ``stream, errno, message``
-    for a failed read.  ``kind`` is false while running, "exit"/"signal"
-    once reaped, nil on failure: ``nil, message, errno`` for an OS error,
+    for a failed read.  ``kind`` is false while running (``code`` is 1 once
+    a single output pipe is left and no input can come: the reader that
+    spawn returned can do the next turns), "exit"/"signal" once reaped,
+    nil on failure: ``nil, message, errno`` for an OS error,
     ``nil, "interrupted!"`` for Ctrl-C.  Errors come back as values, so the
     face needs no pcall per turn."""
     pump = h._pump
@@ -75,7 +103,7 @@ def step(h: LuaProcess, data, eof):
         except OSError:
             chunk = b""  # the general path below reads again and reports it
         if chunk:
-            return (False, 0, pump.blocking_name, chunk)
+            return (False, 1, pump.blocking_name, chunk)
     out: list = []
     try:
         if data is not None:
@@ -94,7 +122,7 @@ def step(h: LuaProcess, data, eof):
         rc = h.returncode
         head = (b"signal", -rc) if rc < 0 else (b"exit", rc)
     else:
-        head = (False, 0)
+        head = (False, 1 if pump.blocking >= 0 else 0)
     if not out:
         return head
     if len(out) == 2 and type(out[1]) is bytes:
