@@ -18,17 +18,6 @@ from ipc import mq
 ALL_BYTES = bytes(range(256))
 
 
-@pytest.fixture
-def qname(make_name):
-    """Fresh names (conftest removes their queues too)."""
-    return make_name
-
-
-@pytest.fixture
-def name(qname):
-    return qname()
-
-
 def py_child(code: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -315,8 +304,8 @@ print("done", flush=True)
 """
 
 
-def test_send_and_receive_across_processes(qname):
-    a, b = qname(), qname()
+def test_send_and_receive_across_processes(make_name):
+    a, b = make_name(), make_name()
     with mq.open(a, 10, 300) as qa, mq.open(b, 10, 300) as qb:
         p = py_child(ECHO, a, b)
         wait_ready(p)

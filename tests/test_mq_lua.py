@@ -18,17 +18,6 @@ HERE = Path(__file__).parent / "lua" / "mq"
 ALL_BYTES = bytes(range(256))
 
 
-@pytest.fixture
-def qname(make_name):
-    """Fresh names (conftest removes their queues too)."""
-    return make_name
-
-
-@pytest.fixture
-def name(qname):
-    return qname()
-
-
 def run(lua, code: str, *args):
     """Run a chunk (``local mq = require "ipc.mq"`` prepended); its results
     as a tuple."""
@@ -205,8 +194,8 @@ def test_the_python_api_meets_the_lua_queue(lua, name):
 
 # -- closing, collection ---------------------------------------------------------------
 
-def test_creator_close_and_collection_unlink(lua, qname):
-    a, b, c = qname(), qname(), qname()
+def test_creator_close_and_collection_unlink(lua, make_name):
+    a, b, c = make_name(), make_name(), make_name()
     res = run(lua, """
       local a, exists = ...
       local h = assert(mq.open(a, 1, 8))
@@ -253,8 +242,8 @@ def test_to_be_closed_variable(lua, engine, name):
 
 # -- across processes: luaipc children ------------------------------------------------------
 
-def test_echo_through_a_luaipc_child(engine, qname):
-    a, b = qname(), qname()
+def test_echo_through_a_luaipc_child(engine, make_name):
+    a, b = make_name(), make_name()
     payloads = [(ALL_BYTES, 1), (b"", 0), (b"\0\0", 9), (b"x" * 300, 32767),
                 (bytes(reversed(ALL_BYTES)), 5)] * 4
     with mq.open(a, 10, 300) as qa, mq.open(b, 10, 300) as qb:
@@ -292,8 +281,8 @@ while True:
 """
 
 
-def test_lua_runtime_and_a_python_child(lua, qname):
-    a, b = qname(), qname()
+def test_lua_runtime_and_a_python_child(lua, make_name):
+    a, b = make_name(), make_name()
     res = run(lua, """
       local a, b, blob, spawn = ...
       local qa = assert(mq.open(a, 10, 300))

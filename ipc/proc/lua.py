@@ -57,27 +57,34 @@ def spawn(cmd: bytes, stdin, stdout, stderr):
     return h, _reader(h)
 
 
+_INTERRUPTED = (None, b"interrupted!")
+
+
+def _read_last(h: LuaProcess):
+    """One blocking read of the last output pipe, when nothing is left to
+    feed: ``(stream, chunk)``; None when there is no such pipe, at EOF or on
+    a failed read (step's general path then reaps or reports it);
+    ``(nil, "interrupted!")`` after Ctrl-C, the child shut down."""
+    pump = h._pump
+    fd = pump.blocking
+    if fd < 0:
+        return None
+    try:
+        chunk = _read(fd, READ_SIZE)
+    except KeyboardInterrupt:
+        h.shutdown(0.5)
+        return _INTERRUPTED
+    except OSError:
+        return None
+    return (pump.blocking_name, chunk) if chunk else None
+
+
 def _reader(h: LuaProcess):
     """The turn of h:wait() once a single output pipe is left and no input
-    can come (step says so with code 1): one blocking read, no arguments
-    to convert.  Returns ``stream, data``; nothing at EOF or on a failed
-    read (the face goes back to step, which reaps or reports it);
-    ``nil, "interrupted!"`` for Ctrl-C."""
-    pump = h._pump
-
+    can come (step says so with code 1): _read_last with no arguments to
+    convert."""
     def read():
-        fd = pump.blocking
-        if fd >= 0:
-            try:
-                chunk = _read(fd, READ_SIZE)
-            except KeyboardInterrupt:
-                h.shutdown(0.5)
-                return (None, b"interrupted!")
-            except OSError:
-                return None
-            if chunk:
-                return (pump.blocking_name, chunk)
-        return None
+        return _read_last(h)
     return read
 
 
@@ -92,18 +99,11 @@ def step(h: LuaProcess, data, eof):
     ``nil, "interrupted!"`` for Ctrl-C.  Errors come back as values, so the
     face needs no pcall per turn."""
     pump = h._pump
-    fd = pump.blocking
-    if fd >= 0:
-        # The last pipe, nothing to feed: one blocking read is the turn.
-        try:
-            chunk = _read(fd, READ_SIZE)
-        except KeyboardInterrupt:
-            h.shutdown(0.5)
-            return (None, b"interrupted!")
-        except OSError:
-            chunk = b""  # the general path below reads again and reports it
-        if chunk:
-            return (False, 1, pump.blocking_name, chunk)
+    got = _read_last(h)  # the last pipe, nothing to feed: one read is the turn
+    if got is _INTERRUPTED:
+        return got
+    if got is not None:
+        return (False, 1) + got
     out: list = []
     try:
         if data is not None:
