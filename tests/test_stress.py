@@ -110,6 +110,22 @@ def test_sixteen_processes_with_kills(seconds, make_name, tmp_path):
             ws.spawn("sem" if i % 2 == 0 else "flock", "python" if i % 4 < 2 else "lua")
         deadline = time.monotonic() + seconds
         last_a, last_change = -1, time.monotonic()
+
+        def watchdog() -> int:
+            """The ledger's blind spot (see the module docstring): reset the
+            semaphore when the sem group made no progress for 5 s while it is
+            taken and nobody alive is recorded as holding it."""
+            nonlocal last_a, last_change
+            a = int(bytes(buf[GROUPS["sem"]:GROUPS["sem"] + W]))
+            now = time.monotonic()
+            if a != last_a:
+                last_a, last_change = a, now
+            elif now - last_change > 5 and sem.value == 0 and not ledger.holders():
+                ipc.sem.reset(names["sem"], 1)
+                last_change = now
+                return 1
+            return 0
+
         while time.monotonic() < deadline:
             time.sleep(rnd.uniform(0.1, 0.6))
             slot = rnd.choice(list(ws.live))
@@ -124,20 +140,20 @@ def test_sixteen_processes_with_kills(seconds, make_name, tmp_path):
             kinds_killed[kind] = kinds_killed.get(kind, 0) + 1
             recovered += len(ledger.recover())
             ws.spawn(group, "python" if kind == "python" else "lua")
-            # watchdog: the ledger's blind spot (see the module docstring)
-            a = int(bytes(buf[GROUPS["sem"]:GROUPS["sem"] + W]))
-            now = time.monotonic()
-            if a != last_a:
-                last_a, last_change = a, now
-            elif now - last_change > 5 and sem.value == 0 and not ledger.holders():
-                ipc.sem.reset(names["sem"], 1)
-                watchdog_resets += 1
-                last_change = now
+            watchdog_resets += watchdog()
         buf[0:1] = b"1"                              # stop
         recovered += len(ledger.recover())
+        # The watchdog keeps running while the workers stop: a unit lost by
+        # the last kill would otherwise leave the sem workers waiting forever.
+        stopping = time.monotonic() + 90
+        while any(p.poll() is None for p, _g, _k in ws.live.values()):
+            if time.monotonic() > stopping:
+                break  # communicate() below reports who did not stop
+            time.sleep(0.1)
+            watchdog_resets += watchdog()
         for slot, (p, group, kind) in list(ws.live.items()):
             try:
-                out, err = p.communicate(timeout=120)
+                out, err = p.communicate(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
                 out, err = p.communicate()
