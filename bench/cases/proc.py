@@ -1,5 +1,9 @@
 """ipc.proc: stream ``head -c N /dev/zero`` through a stdout callback.
 
+A second row streams varied data (8 KiB slices of a random buffer, written
+by a Python child) without a goal: zeros flatter LuaJIT, which reuses
+identical strings, and on every engine they make equal chunks.
+
 Ours: ``proc.spawn`` with ``stdout = true`` and a callback that counts the
 bytes, then ``h:wait()`` (Lua), or the same from Python.  Reference:
 CPython's ``subprocess.Popen`` reading the pipe with 64 KiB reads.  MB/s.
@@ -9,16 +13,18 @@ machine.)
 """
 from __future__ import annotations
 
+import shlex
 import subprocess
+import sys
 
 from ..core import Group, Ref, Settings
 
 LUA = """
 local proc = require "ipc.proc"
-local n = ...
+local n, cmd = ...
 return function()
   local total = 0
-  local h = assert(proc.spawn("head -c " .. n .. " /dev/zero",
+  local h = assert(proc.spawn(cmd,
                    { stdout = true, callback = function(s, d) total = total + #d end }))
   assert(h:wait())
   assert(total == n, total)
@@ -36,7 +42,22 @@ def _timed(fn, n: int):
     return run
 
 
-def _py_ipc(n: int) -> None:
+def _zeros(n: int) -> list[str]:
+    return ["head", "-c", str(n), "/dev/zero"]
+
+
+def _varied(n: int) -> list[str]:
+    # 8 KiB writes from a 1 MiB random buffer, at a moving offset: no two
+    # consecutive chunks are equal.
+    code = ("import os, sys\n"
+            "n = int(sys.argv[1]); buf = memoryview(os.urandom(1 << 20) * 2); off = 0\n"
+            "while n > 0:\n"
+            "    k = os.write(1, buf[off:off + min(8192, n)]); n -= k\n"
+            "    off = (off + 8191) % (1 << 20)\n")
+    return [sys.executable, "-c", code, str(n)]
+
+
+def _py_ipc(argv: list[str], n: int) -> None:
     from ipc import proc
     total = 0
 
@@ -44,12 +65,12 @@ def _py_ipc(n: int) -> None:
         nonlocal total
         total += len(data)
 
-    assert proc.spawn(["head", "-c", str(n), "/dev/zero"], stdout=True, callback=cb).wait() == 0
+    assert proc.spawn(argv, stdout=True, callback=cb).wait() == 0
     assert total == n, total
 
 
-def _py_subprocess(n: int) -> None:
-    p = subprocess.Popen(["head", "-c", str(n), "/dev/zero"], stdout=subprocess.PIPE, bufsize=0)
+def _py_subprocess(argv: list[str], n: int) -> None:
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, bufsize=0)
     total, read = 0, p.stdout.read
     while True:
         d = read(65536)
@@ -60,20 +81,26 @@ def _py_subprocess(n: int) -> None:
     assert p.wait() == 0 and total == n, total
 
 
-def _group(st: Settings, engine: str, runtime) -> Group:
+def _group(st: Settings, engine: str, runtime, varied: bool) -> Group:
     n = st.proc_mib << 20
-    ref = Ref("subprocess, 64 KiB reads", _timed(lambda: _py_subprocess(n), n))
+    argv = (_varied if varied else _zeros)(n)
+    ref = Ref("subprocess, 64 KiB reads", _timed(lambda: _py_subprocess(argv, n), n))
     if runtime is not None:
-        ours = _timed(runtime.execute(LUA, n), n)
+        cmd = " ".join(shlex.quote(a) for a in argv)
+        ours = _timed(runtime.execute(LUA, n, cmd.encode()), n)
     else:
-        ours = _timed(lambda: _py_ipc(n), n)
+        ours = _timed(lambda: _py_ipc(argv, n), n)
     note = f"{st.proc_mib} MiB per run"
     if st.proc_mib != 256:
         note += f" ({st.mode} mode; the full run streams 256 MiB)"
+    if varied:
+        return Group("proc stdout callback, varied data", engine, "MB/s", ours, [ref],
+                     note=note + "; no goal: zeros are the issue's case")
     return Group("proc stdout callback", engine, "MB/s", ours, [ref], goal=(">=", 0.9),
                  note=note)
 
 
 def groups(st: Settings, engines, runtimes, scratch):
-    for engine in engines:
-        yield lambda e=engine: _group(st, e, runtimes(e))
+    for varied in (False, True):
+        for engine in engines:
+            yield lambda e=engine, v=varied: _group(st, e, runtimes(e), v)
