@@ -215,7 +215,8 @@ class MemFile:
         """Move to ``offset`` from the start, the current position or the
         end (``whence`` 0, 1, 2 as in ``io``); a position outside the region
         raises ``ValueError`` and leaves the position alone."""
-        self._check()
+        if self._state.closed:
+            raise ValueError("I/O operation on closed file")
         offset = _index(offset, "offset")
         if whence == io.SEEK_SET:
             pos = offset
@@ -234,7 +235,9 @@ class MemFile:
     def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` bytes (all the rest if ``size`` is None or < 0);
         ``b""`` at the end."""
-        view = self._check_readable()
+        if self._state.closed or not self._readable:  # _check_readable, inlined (hot path)
+            self._check_readable()
+        view = self._view
         p, n = self._pos, self._size
         q = n if size is None or size < 0 else min(n, p + _index(size, "size"))
         self._pos = q
@@ -287,8 +290,11 @@ class MemFile:
         and an ``IPCError`` with ``errno.ENOSPC`` ("not enough space") is
         raised.
         """
-        view = self._check_writable()
-        data = memoryview(data).cast("B")
+        if self._state.closed or not self._writable:  # _check_writable, inlined (hot path)
+            self._check_writable()
+        view = self._view
+        if type(data) is not bytes:  # bytes slice-assign as they are (hot path)
+            data = memoryview(data).cast("B")
         p = self._pos
         q = p + len(data)
         if q > self._size:
@@ -307,6 +313,8 @@ class MemFile:
 
 
 def _index(value, what: str) -> int:
+    if type(value) is int:  # the common case, first (hot path)
+        return value
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
     return value.__index__()
