@@ -5,8 +5,9 @@
 ``install(runtime)`` does the same for a runtime the caller made.
 
 Each module's Lua face is a Lua chunk (``ipc/<module>/face.lua``) that gets
-the shared helpers of ``support.lua`` and a Python namespace of core
-functions (``ipc/<module>/lua.py``), and returns the module table.  Python
+the shared helpers of ``support.lua`` and a Lua table of the public names
+of its core module (``ipc/<module>/lua.py``), and returns the module table.
+Lua never indexes a Python object (see ``_exports``).  Python
 never holds a reference to the runtime: the chunks are compiled and run by
 Lua itself when ``require`` asks for them, so dropping the runtime frees it.
 """
