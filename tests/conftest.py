@@ -21,16 +21,17 @@ SHM_DIR = Path("/dev/shm")
 MQ_DIR = Path("/dev/mqueue")
 
 
-def _luaipc_command() -> list[str]:
-    """The installed console script beside this Python, else python -m ipc."""
-    script = Path(sys.executable).with_name("luaipc")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("luaipc")
-    return [found] if found else [sys.executable, "-m", "ipc"]
+def console_command(script: str, module: str) -> list[str]:
+    """An installed console script: the one beside this Python, else on
+    PATH, else ``python -m module``."""
+    beside = Path(sys.executable).with_name(script)
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which(script)
+    return [found] if found else [sys.executable, "-m", module]
 
 
-LUAIPC = _luaipc_command()
+LUAIPC = console_command("luaipc", "ipc")
 
 
 @pytest.fixture(params=ALL_ENGINES)

@@ -22,22 +22,14 @@ from pathlib import Path
 import posix_ipc
 import pytest
 
-from conftest import PREFIX
+from conftest import PREFIX, console_command
 
 pytestmark = pytest.mark.timeout(120)
 
 SHM_DIR = Path("/dev/shm")
 
 
-def _ipcctl_command() -> list[str]:
-    script = Path(sys.executable).with_name("ipcctl")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("ipcctl")
-    return [found] if found else [sys.executable, "-m", "ipc.cli.ipcctl"]
-
-
-IPCCTL = _ipcctl_command()
+IPCCTL = console_command("ipcctl", "ipc.cli.ipcctl")
 IS_ROOT = os.geteuid() == 0
 
 

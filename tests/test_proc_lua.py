@@ -183,17 +183,7 @@ def test_writes_between_waits_are_kept_in_order(lua):
     assert r == b"".join(bytes([64 + i % 26]) * 10000 for i in range(1, 51))
 
 
-FLOOD_CHILD = r"""
-import os, sys
-blob = b"E" * (3 << 20)
-os.write(2, blob)                       # 3 MiB on stderr before reading a byte
-sys.stdout.buffer.write(b"O" * (3 << 20)); sys.stdout.flush()
-while True:
-    d = os.read(0, 65536)
-    if not d: break
-    sys.stdout.buffer.write(d); sys.stdout.flush()
-    os.write(2, d)
-"""
+from test_proc import FLOOD as FLOOD_CHILD  # noqa: E402 (the same child for both faces)
 
 
 def test_stdout_and_stderr_flood_while_stdin_is_fed(lua, tmp_path):

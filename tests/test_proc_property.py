@@ -13,20 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 pytestmark = pytest.mark.timeout(300)
 
 
-class Sink:
-    def __init__(self):
-        self.chunks = {"stdout": [], "stderr": []}
-
-    def __call__(self, stream, data):
-        self.chunks[stream].append(data)
-
-    @property
-    def out(self) -> bytes:
-        return b"".join(self.chunks["stdout"])
-
-    @property
-    def err(self) -> bytes:
-        return b"".join(self.chunks["stderr"])
+from test_proc import Sink  # noqa: E402 (the callback that collects chunks)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
