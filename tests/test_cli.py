@@ -45,44 +45,44 @@ def test_engine_option_wins_over_the_environment_and_reaches_children(engine, tm
     assert child.split("\t")[1] == want.stdout.strip()
 
 
-def test_arg_table_as_lua_builds_it(tmp_path):
+def test_arg_table_as_lua_builds_it(tmp_path, engine):
     script = write(tmp_path / "script.lua", """
         print(arg[0], arg[1], arg[2], #arg, select("#", ...), ...)
         print(arg[-1] ~= nil, arg[-2])
     """)
-    r = run_luaipc(["script.lua", "a", "b"], cwd=tmp_path)
+    r = run_luaipc(engine=engine, args=["script.lua", "a", "b"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "script.lua\ta\tb\t2\t2\ta\tb"
     assert lines[1] == "true\tnil"
 
 
-def test_options_sit_at_negative_indices(tmp_path):
+def test_options_sit_at_negative_indices(tmp_path, engine):
     script = write(tmp_path / "s.lua", "for i = -3, 1 do print(i, arg[i]) end")
-    r = run_luaipc(["-e", "x=1", "s.lua", "z"], cwd=tmp_path)
+    r = run_luaipc(engine=engine, args=["-e", "x=1", "s.lua", "z"], cwd=tmp_path)
     lines = r.stdout.splitlines()
     assert lines[1:] == ["-2\t-e", "-1\tx=1", "0\ts.lua", "1\tz"]
     assert lines[0].startswith("-3\t") and "luaipc" in lines[0] or "-m ipc" in lines[0]
 
 
-def test_lowest_index_restarts_luaipc_as_a_shell_command(tmp_path):
-    r = run_luaipc(["-e", "x=1", "-e",
+def test_lowest_index_restarts_luaipc_as_a_shell_command(tmp_path, engine):
+    r = run_luaipc(engine=engine, args=["-e", "x=1", "-e",
                     "local i=0 while arg[i-1] do i=i-1 end "
                     "local p = io.popen(arg[i] .. \" -e 'io.write(40+2)'\") "
-                    "print(p:read('a') or p:read('*a'))", ])
+                    "print(p:read('*a'))", ])
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "42"
 
 
-def test_script_from_stdin_with_dash():
-    r = run_luaipc(["-"], input="print(1+1)\n")
+def test_script_from_stdin_with_dash(engine):
+    r = run_luaipc(engine=engine, args=["-"], input="print(1+1)\n")
     assert (r.returncode, r.stdout) == (0, "2\n")
-    r = run_luaipc(["-", "x", "y"], input="print(...)\n")
+    r = run_luaipc(engine=engine, args=["-", "x", "y"], input="print(...)\n")
     assert r.stdout == "x\ty\n"
 
 
-def test_no_arguments_and_piped_stdin_runs_stdin():
-    r = run_luaipc([], input="io.write('from stdin')\n")
+def test_no_arguments_and_piped_stdin_runs_stdin(engine):
+    r = run_luaipc(engine=engine, args=[], input="io.write('from stdin')\n")
     assert (r.returncode, r.stdout) == (0, "from stdin")
 
 
@@ -96,11 +96,11 @@ def test_uncaught_error_message_traceback_and_status(engine):
     assert "[luaipc]" not in r.stderr  # the driver's own frames are hidden
 
 
-def test_non_string_error_objects_as_lua_reports_them():
-    r = run_luaipc(["-e", "error({})"])
+def test_non_string_error_objects_as_lua_reports_them(engine):
+    r = run_luaipc(engine=engine, args=["-e", "error({})"])
     assert r.returncode == 1
     assert r.stderr.startswith("luaipc: (error object is a table value)")
-    r = run_luaipc(["-e", "error(setmetatable({}, {__tostring=function() return 'custom' end}))"])
+    r = run_luaipc(engine=engine, args=["-e", "error(setmetatable({}, {__tostring=function() return 'custom' end}))"])
     assert r.stderr == "luaipc: custom\n"
 
 
@@ -114,8 +114,8 @@ def test_os_exit(code, status, engine):
     assert "after" not in r.stdout
 
 
-def test_os_exit_flushes_buffered_output(tmp_path):
-    r = run_luaipc(["-e", "io.write('unflushed') local f = io.open('o.txt', 'w') "
+def test_os_exit_flushes_buffered_output(tmp_path, engine):
+    r = run_luaipc(engine=engine, args=["-e", "io.write('unflushed') local f = io.open('o.txt', 'w') "
                     "f:write('file data') os.exit(0)"], cwd=tmp_path)
     assert r.stdout == "unflushed"
     assert (tmp_path / "o.txt").read_text() == "file data"
@@ -128,33 +128,33 @@ def test_syntax_error_names_file_and_line(tmp_path, engine):
     assert r.stderr.startswith("luaipc: bad.lua:2:"), r.stderr
 
 
-def test_missing_script():
-    r = run_luaipc(["no-such-script.lua"])
+def test_missing_script(engine):
+    r = run_luaipc(engine=engine, args=["no-such-script.lua"])
     assert r.returncode == 1
     assert r.stderr.startswith("luaipc: cannot open no-such-script.lua")
 
 
-def test_shebang_line_is_skipped(tmp_path):
+def test_shebang_line_is_skipped(tmp_path, engine):
     write(tmp_path / "tool.lua", "#!/usr/bin/env luaipc\nprint('ran')\n")
-    assert run_luaipc(["tool.lua"], cwd=tmp_path).stdout == "ran\n"
+    assert run_luaipc(engine=engine, args=["tool.lua"], cwd=tmp_path).stdout == "ran\n"
 
 
-def test_require_library_with_l_and_lua_path(tmp_path):
+def test_require_library_with_l_and_lua_path(tmp_path, engine):
     write(tmp_path / "mymod.lua", "return { answer = 42 }")
     env = {"LUA_PATH": str(tmp_path / "?.lua") + ";;"}
-    r = run_luaipc(["-l", "mymod", "-e", "print(mymod.answer)"], env=env)
+    r = run_luaipc(engine=engine, args=["-l", "mymod", "-e", "print(mymod.answer)"], env=env)
     assert r.stdout == "42\n", r.stderr
-    r = run_luaipc(["-lg=mymod", "-e", "print(g.answer)"], env=env)
+    r = run_luaipc(engine=engine, args=["-lg=mymod", "-e", "print(g.answer)"], env=env)
     assert r.stdout == "42\n", r.stderr
-    r = run_luaipc(["-e", "print(package.path:find(...) ~= nil)", "-"], env=env,
+    r = run_luaipc(engine=engine, args=["-e", "print(package.path:find(...) ~= nil)", "-"], env=env,
                    input="")
-    r = run_luaipc(["-e", f"print(package.path:find({str(tmp_path)!r}, 1, true) ~= nil)"],
+    r = run_luaipc(engine=engine, args=["-e", f"print(package.path:find({str(tmp_path)!r}, 1, true) ~= nil)"],
                    env=env)
     assert r.stdout == "true\n"
 
 
-def test_l_loads_ipc_modules():
-    r = run_luaipc(["-l", "ipc", "-e", "print(type(ipc.shm.create))"])
+def test_l_loads_ipc_modules(engine):
+    r = run_luaipc(engine=engine, args=["-l", "ipc", "-e", "print(type(ipc.shm.create))"])
     assert r.stdout == "function\n", r.stderr
 
 
@@ -174,9 +174,9 @@ def test_lua_init_string_file_and_versioned(tmp_path, engine):
     assert r.returncode == 1 and "LUA_INIT" in r.stderr and "boom" in r.stderr
 
 
-def test_E_ignores_lua_init_and_lua_path(tmp_path):
+def test_E_ignores_lua_init_and_lua_path(tmp_path, engine):
     env = {"LUA_INIT": "X = 'init'", "LUA_PATH": "/nonexistent/?.lua"}
-    r = run_luaipc(["-E", "-e", "print(X, package.path:find('/nonexistent', 1, true))"],
+    r = run_luaipc(engine=engine, args=["-E", "-e", "print(X, package.path:find('/nonexistent', 1, true))"],
                    env=env)
     assert r.stdout == "nil\tnil\n", r.stderr
 
@@ -233,16 +233,16 @@ def test_python_dash_m_ipc_is_the_same_interpreter():
     assert r.stdout == "Lua 5.3\t2\n", r.stderr
 
 
-def test_scripts_do_not_see_python():
-    r = run_luaipc(["-e", "print(python, rawget(_G, 'python'))"])
+def test_scripts_do_not_see_python(engine):
+    r = run_luaipc(engine=engine, args=["-e", "print(python, rawget(_G, 'python'))"])
     assert r.stdout == "nil\tnil\n"
 
 
-def test_handles_are_released_when_the_script_ends(name, tmp_path):
+def test_handles_are_released_when_the_script_ends(name, tmp_path, engine):
     # A segment created and never closed is unlinked when the script ends
     # (lua_close runs the finalizers), and by os.exit too.
     for tail in ["", "os.exit(0)"]:
-        r = run_luaipc(["-e", f"S = require('ipc.shm').create('{name}', 64) {tail}"])
+        r = run_luaipc(engine=engine, args=["-e", f"S = require('ipc.shm').create('{name}', 64) {tail}"])
         assert r.returncode == 0, r.stderr
         assert not os.path.exists(f"/dev/shm/{name}")
 
