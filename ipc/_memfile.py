@@ -21,22 +21,11 @@ import io
 from struct import Struct
 import weakref
 from functools import partial
-from importlib import resources
 from typing import Callable, Iterator
 
 from ._errors import os_error
 
-__all__ = ["MemFile", "lua_parts", "lua_source"]
-
-_LUA_SOURCE: bytes | None = None
-
-
-def lua_source() -> bytes:
-    """The source of ``_memfile.lua`` (the Lua file methods), read once."""
-    global _LUA_SOURCE
-    if _LUA_SOURCE is None:
-        _LUA_SOURCE = resources.files(__package__).joinpath("_memfile.lua").read_bytes()
-    return _LUA_SOURCE
+__all__ = ["MemFile", "lua_parts"]
 
 
 class _PyBuffer(ctypes.Structure):

@@ -13,7 +13,12 @@ import fcntl
 from ..lua.support import lua_file_fd
 from . import _fcntl
 
-fileno = lua_file_fd  # the descriptor of an open Lua file, from tostring(f)
+__all__ = ["fileno", "lock", "trylock", "unlock"]
+
+
+def fileno(text: bytes) -> int:
+    """The descriptor of an open Lua file, from tostring(f)."""
+    return lua_file_fd(text)
 
 
 def lock(fd: int, shared: bool, offset: int, nbytes: int) -> bool:

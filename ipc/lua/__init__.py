@@ -5,11 +5,15 @@
 ``install(runtime)`` does the same for a runtime the caller made.
 
 Each module's Lua face is a Lua chunk (``ipc/<module>/face.lua``) that gets
-the shared helpers of ``support.lua`` and a Lua table of the public names
-of its core module (``ipc/<module>/lua.py``), and returns the module table.
-Lua never indexes a Python object (see ``_exports``).  Python
-never holds a reference to the runtime: the chunks are compiled and run by
-Lua itself when ``require`` asks for them, so dropping the runtime frees it.
+the shared helpers of ``support.lua``, a Lua table of its core module's
+``__all__`` (``ipc/<module>/lua.py``), and ``part(name)``, which gives the
+Lua parts several faces share (``"memfile"``: ``ipc/_memfile.lua``),
+compiled once per runtime; it returns the module table.  Every Python
+object reaches a runtime at most once (see ``crossing.py``: lupa can hand
+Lua the wrong object otherwise), so each runtime gets its own copies of the
+core functions, and Lua never indexes a Python object.  Python never holds
+a reference to the runtime: the chunks are compiled and run by Lua itself
+when ``require`` asks for them, so dropping the runtime frees it.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import os
 import sys
 
 from .. import MODULES
+from .crossing import fresh
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover (typing costs ~3 ms of luaipc's start-up)
@@ -88,7 +93,7 @@ def install(runtime) -> None:
     Nothing is imported or compiled until a script requires a module.
     """
     _check_runtime(runtime)
-    run_chunk(runtime, _LOADER, b"=[ipc.loader]", _face,
+    run_chunk(runtime, _LOADER, b"=[ipc.loader]", fresh(_face),
               runtime.table_from([m.encode() for m in MODULES]))
 
 
@@ -115,8 +120,15 @@ def run_chunk(runtime, source: bytes, chunkname: bytes, *args):
 _LOADER = b"""local face, modules = ...
   local load = loadstring or load   -- 5.1 and LuaJIT spell it loadstring
   local support
+  local parts = {}                  -- shared Lua parts, compiled once
   local function pack(...) return { n = select("#", ...), ... } end
-  local function open(name)
+  local open
+  local function part(name)
+    local p = parts[name]
+    if p == nil then p = open("_" .. name); parts[name] = p end
+    return p
+  end
+  function open(name)
     local r = pack(pcall(face, name))
     if not r[1] then error(tostring(r[2]), 0) end   -- e.g. not implemented yet
     local src, chunkname, core = r[2], r[3], {}
@@ -124,7 +136,7 @@ _LOADER = b"""local face, modules = ...
     local chunk = assert(load(src, chunkname))
     if name == "_support" then return chunk(core) end
     if not support then support = open("_support") end
-    return chunk(support, core)
+    return chunk(support, core, part)
   end
   for i = 1, #modules do
     local name = modules[i]
@@ -148,6 +160,8 @@ def _face(name: bytes):
     if name == "_support":
         from . import support as core
         return (_read_lua(__name__, "support.lua"), b"=[ipc.support]", *_exports(core))
+    if name == "_memfile":
+        return (_read_lua("ipc", "_memfile.lua"), b"=[ipc.memfile]")
     try:
         core = importlib.import_module(f"ipc.{name}.lua")
     except ModuleNotFoundError as exc:
@@ -158,20 +172,12 @@ def _face(name: bytes):
 
 
 def _exports(core: ModuleType) -> list:
-    """The public names of a core module, flat: [b"name", value, ...].
-
-    Faces get their core as a real Lua table and never index a Python
-    object: lupa 2.8 was seen answering ``core.lock`` with the function of
-    the previous lookup (``core.fileno``), on LuaJIT at once and on PUC-Lua
-    under load (a repro is in the notes of issue 7).
-    """
-    names = getattr(core, "__all__", None)
-    if names is None:
-        names = [k for k, v in vars(core).items()
-                 if not k.startswith("_") and not isinstance(v, type(sys))]
+    """A core module's ``__all__``, flat: [b"name", value, ...], each value
+    a fresh copy for this runtime (``crossing.fresh``).  The loader makes a
+    Lua table of them, so faces never index a Python object."""
     flat: list = []
-    for k in names:
-        flat += [k.encode(), getattr(core, k)]
+    for k in core.__all__:
+        flat += [k.encode(), fresh(getattr(core, k))]
     return flat
 
 

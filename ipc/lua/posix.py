@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+__all__ = ["popen", "path", "opened", "wait", "tmpname"]
+
 # subprocess and tempfile are imported when a script first asks for
 # io.popen / os.tmpname: together they cost ~4 ms of every start-up.
 

@@ -1,13 +1,15 @@
 -- Shared helpers of the Lua faces: argument checks with Lua's own messages,
 -- and the translation of Python exceptions (see support.py).
 --
--- Rule for every face: never index a Python object from Lua (`obj.x`,
--- `obj:m()`).  lupa 2.8 answers such a lookup, at times, with the result of
--- the previous one (`core.lock` gave `core.fileno`; on LuaJIT at once, on
--- PUC-Lua under load).  So `core` is a Lua table the bridge builds from the
--- core module's public names, and Python objects only travel as values.
--- Faces still bind core functions to locals at load: one lookup less per
--- call.
+-- The rule for every face and core (the why is in ipc/lua/crossing.py): Lua
+-- receives each Python object at most once, because lupa 2.8 can answer a
+-- second push of an object with another object's wrapper.  So the bridge
+-- sends each runtime its own copies of the core functions, once, in a Lua
+-- table (`core`), and faces bind them to locals at load; core functions
+-- return plain values or objects they just made; an exception is never
+-- raised into Lua twice (`anew` in support.py).  Lua never indexes a
+-- Python object either: each lookup would push its answer again.
+-- LUAIPC_CHECK_CROSSINGS=1 (on in the tests) checks all of this at run time.
 --
 -- Every face chunk gets this table as its first argument.  Errors are
 -- reported at the first stack frame outside the faces, as luaL_error does

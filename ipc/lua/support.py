@@ -6,6 +6,8 @@ import errno
 import os
 import re
 
+__all__ = ["classify"]
+
 
 class LuaArgError(Exception):
     """Raised by a face's Python code for misuse; reaches Lua as a plain error.
@@ -22,6 +24,19 @@ class LuaArgError(Exception):
         else:
             (text,) = args
         super().__init__(text)
+
+
+def anew(exc: BaseException) -> BaseException:
+    """A new exception that Lua sees as it would see ``exc``, for code that
+    got ``exc`` back from Lua and must raise it again: re-raising the same
+    object would hand it to Lua a second time (see crossing.py)."""
+    try:
+        new = type(exc)(*exc.args)
+    except Exception:  # a constructor that wants other arguments
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, OSError):
+        new.errno, new.strerror, new.filename = exc.errno, exc.strerror, exc.filename
+    return new
 
 
 def classify(exc: BaseException):

@@ -1,6 +1,6 @@
 -- ipc.mmap: memory-mapped files (LuaIPC's mmap.c) on the common file core.
-local S, core = ...
-local MF = assert((loadstring or load)(core.lua_source(), "=[ipc.memfile]"))(S)
+local S, core, part = ...
+local MF = part("memfile")   -- compiled once per runtime, shared by the faces
 local mt = MF.class("ipc.mmap")
 local pyopen = core.open
 local MODES = { r = true, w = true, rw = true }

@@ -1,8 +1,10 @@
 """Core functions of the ipc.mmap Lua face (see face.lua)."""
 from __future__ import annotations
 
-from .._memfile import lua_parts, lua_source  # noqa: F401 - used by face.lua
-from . import PAGESIZE, open as _open  # noqa: F401
+from .._memfile import lua_parts
+from . import PAGESIZE, open as _open
+
+__all__ = ["open", "PAGESIZE"]
 
 
 def open(path: bytes, mode: bytes, offset, size):  # noqa: A001

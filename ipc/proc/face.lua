@@ -14,7 +14,7 @@ local iotype = io.type
 local cspawn, cstep, ckill, cdescribe = core.spawn, core.step, core.kill, core.describe
 local call = S.call   -- spawn and kill; wait's steps report errors as values
 
-local EOF = core.EOF          -- fetched once: one Lua value, compared raw
+local EOF = core.eof()        -- made once per runtime: one Lua value, compared raw
 
 local M = { EOF = EOF }
 local methods = {}

@@ -14,12 +14,14 @@ import signal as _signal
 from ..lua.support import LuaArgError, lua_file_fd
 from . import READ_SIZE, Process
 
+__all__ = ["spawn", "step", "kill", "describe", "eof"]
+
 _read = os.read
 
 
 class _EOFType:
     """proc.EOF: one unique value (a userdata in Lua, as LuaIPC's)."""
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     def __repr__(self) -> str:
         return "proc.EOF"
@@ -27,7 +29,10 @@ class _EOFType:
     __str__ = __repr__
 
 
-EOF = _EOFType()
+def eof() -> _EOFType:
+    """A new proc.EOF for one runtime's face (the face keeps it and compares
+    it raw; each runtime gets its own object, see ipc/lua/crossing.py)."""
+    return _EOFType()
 
 
 def _noop(stream, data):  # the Lua face delivers output itself

@@ -17,7 +17,10 @@ import weakref
 import posix_ipc
 
 from .._errors import from_posix_ipc
+from ..lua.support import anew
 from . import Semaphore, _INVALID, _wait
+
+__all__ = ["open", "pointer", "dec", "failed", "close"]
 
 
 def open(name: bytes, n: int):  # noqa: A001
@@ -67,7 +70,7 @@ def failed(s: Semaphore, exc: BaseException, blocking: bool):
         raise ValueError(_INVALID)
     if isinstance(exc, posix_ipc.Error):
         raise from_posix_ipc(exc, s.os_name)
-    raise exc
+    raise anew(exc)  # not exc itself: Lua has that object already
 
 
 def close(s: Semaphore) -> bool:

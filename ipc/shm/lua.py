@@ -1,8 +1,10 @@
 """Core functions of the ipc.shm Lua face (see face.lua)."""
 from __future__ import annotations
 
-from .._memfile import lua_parts, lua_source  # noqa: F401 - used by face.lua
+from .._memfile import lua_parts
 from . import attach as _attach, create as _create
+
+__all__ = ["create", "attach"]
 
 
 def _parts(h):

@@ -1,7 +1,7 @@
 -- ipc.strfile: a read-only file over a Lua string (LuaIPC's strfile.c).
 -- Reads never leave Lua: the common file core reads the string itself.
-local S, core = ...
-local MF = assert((loadstring or load)(core.lua_source(), "=[ipc.memfile]"))(S)
+local S, core, part = ...
+local MF = part("memfile")   -- compiled once per runtime, shared by the faces
 local mt = MF.class("ipc.strfile")
 local pin = core.pin
 

@@ -6,13 +6,15 @@ that lives as long as the handle.
 """
 from __future__ import annotations
 
-from .._memfile import _address, lua_source  # noqa: F401 - used by face.lua
+from .._memfile import _address
+
+__all__ = ["pin"]
 
 
 class _Pinned:
     """Keeps the bytes whose address addr() gave alive with the handle."""
 
-    __slots__ = ("data", "addr")
+    __slots__ = ("data", "addr", "__weakref__")
 
     def __init__(self, data: bytes):
         self.data = data
