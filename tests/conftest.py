@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ipc.lua import ENGINES, new_runtime
+# Every core function called from Lua, here and in every child, checks the
+# crossing rule (ipc/lua/crossing.py); set before ipc.lua is imported.
+os.environ["LUAIPC_CHECK_CROSSINGS"] = "1"
+
+from ipc.lua import ENGINES, new_runtime  # noqa: E402
 
 ALL_ENGINES = list(ENGINES)
 #: Every name a test makes starts with this; the random part is this pytest
