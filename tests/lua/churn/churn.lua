@@ -78,7 +78,7 @@ local function churn_mq()
   local got, prio = q:receive(0)
   check(got == msg and prio == seq % 8, "mq receive")
   check(q:receive(0) == false, "mq empty")
-  drop(q)
+  check(q:close() == true, "mq close")  -- by hand: the system allows 256 queues
 end
 
 local function churn_files()
