@@ -779,10 +779,13 @@ def test_rm_shows_names_escaped(make_name):
     base = make_name()
     odd = base + "-v\nx\x1b[31m"
     posix_ipc.SharedMemory("/" + odd, posix_ipc.O_CREX, mode=0o600, size=16).close_fd()
-    r = ipcctl("rm", "-v", "shm", odd)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == f"removed shm {base}-v\\nx\\x1b[31m\n"
-    assert not (SHM_DIR / odd).exists()
+    try:
+        r = ipcctl("rm", "-v", "shm", odd)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == f"removed shm {base}-v\\nx\\x1b[31m\n"
+        assert not (SHM_DIR / odd).exists()
+    finally:
+        (SHM_DIR / odd).unlink(missing_ok=True)
 
     raw = b"/dev/shm/" + base.encode() + b"-\xff"
     fd = os.open(raw, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
