@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
 import posix_ipc
 import pytest
-
-from conftest import PREFIX, console_command
+from conftest import NOBODY, PREFIX, console_command, nobody_env, nobody_python
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,10 +32,16 @@ SHM_DIR = Path("/dev/shm")
 
 IPCCTL = console_command("ipcctl", "ipc.cli.ipcctl")
 IS_ROOT = os.geteuid() == 0
+#: argv prefix that runs a command as nobody: no groups, and (a uid change
+#: from 0) no capabilities
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+needs_root = pytest.mark.skipif(
+    not IS_ROOT or not shutil.which("setpriv") or not shutil.which("unshare"),
+    reason="needs root (to run processes as nobody and mount in a private namespace)")
 
 
 def _global_mqueue_mounted() -> bool:
-    from ipc._registry import mqueue_dir
+    from ipc._scan import mqueue_dir
     return mqueue_dir() is not None
 
 
@@ -49,22 +56,38 @@ def _can_mount_private_mqueue(tmp: Path) -> bool:
         _private_mount_ok = bool(unshare) and subprocess.run(
             [unshare, "-m", "--propagation", "private", "sh", "-c",
              'mount -t mqueue none "$0"', str(tmp)],
-            capture_output=True, timeout=30).returncode == 0
+            capture_output=True, timeout=30, check=False).returncode == 0
     return _private_mount_ok
 
 
-def ipcctl(*args: str, mq_dir: Path | None = None, prefix: list[str] | None = None,
+def ipcctl(*args: str | bytes, mq_dir: Path | None = None, hidepid: bool = False,
+           prefix: list[str] | None = None, as_nobody: bool = False, text: bool = True,
            check: bool = False) -> subprocess.CompletedProcess:
-    """Run ipcctl; with mq_dir, in a private mount namespace where an mqueue
-    filesystem is mounted on mq_dir (so the machine's mounts stay as they are)."""
-    cmd = IPCCTL + list(args)
-    if mq_dir is not None:
-        cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-               'mount -t mqueue none "$0" && exec "$@"', str(mq_dir)] + cmd
+    """Run ipcctl.
+
+    mq_dir: in a private mount namespace where an mqueue filesystem is
+    mounted on mq_dir (so the machine's mounts stay as they are); hidepid:
+    there, /proc is a new one mounted hidepid=invisible; prefix: the
+    command runs under it (setpriv...); as_nobody: as the user nobody,
+    with a Python nobody can run.
+    """
+    cmd: list = IPCCTL + list(args)
+    env = None
+    if as_nobody:
+        exe, extra = nobody_python()
+        cmd, env = AS_NOBODY + [exe, "-m", "ipc.cli.ipcctl", *args], nobody_env(extra)
     if prefix:
         cmd = prefix + cmd
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                       stdin=subprocess.DEVNULL)
+    mounts = []
+    if mq_dir is not None:
+        mounts.append(f"mount -t mqueue none {shlex.quote(str(mq_dir))}")
+    if hidepid:
+        mounts.append("mount -t proc -o hidepid=invisible proc /proc")
+    if mounts:
+        cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+               " && ".join(mounts) + ' && exec "$@"', "sh", *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=text, timeout=60, env=env,
+                       cwd="/" if as_nobody else None, stdin=subprocess.DEVNULL, check=False)
     if check:
         assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     return r
@@ -180,6 +203,15 @@ def mq_mount(tmp_path: Path) -> Path | None:
         pytest.skip("no mqueue filesystem mounted and cannot mount one privately "
                     "(needs root): orphaned queues are invisible")
     return d
+
+
+@pytest.fixture
+def public_tmp():
+    """A directory the nobody user can reach (pytest's tmp_path is 0700)."""
+    d = Path(tempfile.mkdtemp(prefix="luaipct-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------
@@ -364,8 +396,8 @@ def test_ls_table_is_aligned_and_json_keys_are_stable(objnames, children):
     base, names = objnames()
     spawn(children, "create", "hold", names)
     objs = ls_json(base + "-*")
-    keys = {"kind", "name", "path", "size", "uid", "owner", "mode", "state",
-            "processes", "unknown_processes", "value"}
+    keys = {"kind", "name", "name_hex", "path", "path_hex", "size", "uid", "owner", "mode",
+            "state", "processes", "unknown_processes", "value"}
     assert objs and all(set(o) == keys for o in objs)
     assert all(set(p) == {"pid", "name", "how"} for o in objs for p in o["processes"])
     assert [o["kind"] for o in objs][:2] == ["shm", "sem"]
@@ -390,11 +422,12 @@ def test_ls_table_is_aligned_and_json_keys_are_stable(objnames, children):
 
 def test_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "ipc.cli.ipcctl", "ls", "--json",
-                        PREFIX + "no-such-*"], capture_output=True, text=True, timeout=60)
+                        PREFIX + "no-such-*"], capture_output=True, text=True, timeout=60,
+                       check=False)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == []
     r = subprocess.run([sys.executable, "-m", "ipc.cli.ipcctl", "--version"],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0 and "ipcctl" in r.stdout
 
 
@@ -402,13 +435,9 @@ def test_module_entry_point():
 # Other users
 
 
-NOBODY = 65534
-
-
 def _as_nobody_holding(path: Path) -> list[str]:
     """argv of a process that runs as nobody and holds path open (root only)."""
-    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-            "--", "sh", "-c", 'exec 3<"$0"; echo ready; exec sleep 300', str(path)]
+    return AS_NOBODY + ["sh", "-c", 'exec 3<"$0"; echo ready; exec sleep 300', str(path)]
 
 
 @pytest.mark.skipif(not IS_ROOT or not shutil.which("setpriv"),
@@ -429,10 +458,11 @@ def test_other_users_objects_are_listed_with_all_and_never_cleaned(objnames, chi
 
 @pytest.mark.skipif(not IS_ROOT or not shutil.which("setpriv"),
                     reason="needs root (to start a process as nobody and drop capabilities)")
-def test_unreadable_process_makes_state_unknown_and_clean_keeps_it(objnames, children):
-    """ipcctl without privileges cannot read another user's /proc entries:
-    an object that user could open is "unknown", and clean leaves it; a 0600
-    object of ours is still found orphaned."""
+def test_unreadable_holder_is_still_seen_by_the_kernel_and_clean_keeps_it(objnames, children):
+    """ipcctl without privileges cannot read another user's /proc entries,
+    but the kernel still says whether anyone has a file open: the segment
+    nobody holds is in use (by a process ipcctl cannot name), and clean
+    leaves it; a 0600 object of ours nobody holds is found orphaned."""
     base, names = objnames()
     spawn(children, "create", "exit", names).wait(timeout=30)
     shared = SHM_DIR / names["shm"]
@@ -443,8 +473,9 @@ def test_unreadable_process_makes_state_unknown_and_clean_keeps_it(objnames, chi
     # root, but with no capabilities: like an ordinary user looking at nobody's processes
     weak = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
     objs = by_kind(ls_json(base + "-*", prefix=weak))
-    assert objs["shm"]["state"] == "unknown" and objs["shm"]["unknown_processes"] >= 1
-    assert objs["sem"]["state"] == "orphaned"  # 0600: nobody cannot have opened it
+    assert objs["shm"]["state"] == "in-use" and objs["shm"]["processes"] == []
+    assert objs["shm"]["unknown_processes"] >= 1
+    assert objs["sem"]["state"] == "orphaned"
     assert "unreadable" in ipcctl("ls", base + "-*", prefix=weak, check=True).stdout
     r = ipcctl("clean", base + "-*", prefix=weak, check=True)
     assert f"removed sem {names['sem']}" in r.stdout and names["shm"] not in r.stdout
@@ -477,3 +508,295 @@ def test_clean_removes_an_orphan_whose_name_the_api_refuses(make_name):
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+
+# --------------------------------------------------------------------------
+# In use by a process ipcctl may not inspect
+
+
+# Made by nobody, left behind (posix_ipc does not unlink on close).
+PY_MAKE = r"""
+import posix_ipc, sys
+shm, sem, mq = sys.argv[1:4]
+m = posix_ipc.SharedMemory("/" + shm, posix_ipc.O_CREX, mode=0o600, size=4096)
+m.close_fd()
+posix_ipc.Semaphore("/" + sem, posix_ipc.O_CREX, mode=0o600, initial_value=1).close()
+posix_ipc.MessageQueue("/" + mq, posix_ipc.O_CREX, mode=0o600).close()
+"""
+
+
+def _make_as_nobody(names: dict[str, str]) -> None:
+    exe, extra = nobody_python()
+    r = subprocess.run(AS_NOBODY + [exe, "-c", PY_MAKE, names["shm"], names["sem"], names["mq"]],
+                       env=nobody_env(extra), cwd="/", capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+
+
+def _exists(kind: str, name: str) -> bool:
+    cls = {"shm": posix_ipc.SharedMemory, "sem": posix_ipc.Semaphore,
+           "mq": posix_ipc.MessageQueue}[kind]
+    try:
+        h = cls("/" + name)
+    except posix_ipc.ExistentialError:
+        return False
+    if kind == "shm":
+        h.close_fd()
+    else:
+        h.close()
+    return True
+
+
+@needs_root
+def test_nobodys_objects_a_root_process_uses_are_not_nobodys_to_clean(objnames, children,
+                                                                       public_tmp):
+    """Objects of nobody that a root process has mapped or open: nobody's
+    ipcctl cannot read root's /proc entries, yet must not call them
+    orphaned, and its clean must leave them; once root lets go, they go."""
+    base, names = objnames()
+    mqd = mq_mount(public_tmp)
+    _make_as_nobody(names)
+    holder = spawn(children, "open", "hold", names)  # root maps shm and sem, opens mq
+
+    objs = by_kind(ls_json(base + "-*", mq_dir=mqd, as_nobody=True))
+    assert set(objs) == {"shm", "sem", "mq"}
+    for o in objs.values():
+        assert o["uid"] == NOBODY
+        assert o["state"] == "in-use", o
+        assert o["processes"] == [] and o["unknown_processes"] >= 1, o  # root's: unreadable
+    table = ipcctl("ls", base + "-*", mq_dir=mqd, as_nobody=True, check=True).stdout
+    assert all("in use" in line for line in table.splitlines() if base in line)
+    r = ipcctl("clean", base + "-*", mq_dir=mqd, as_nobody=True, check=True)
+    assert "nothing to clean" in r.stdout, r.stdout
+    assert all(_exists(k, n) for k, n in names.items())
+    # root sees the holder by name
+    objs = by_kind(ls_json(base + "-*", mq_dir=mqd))
+    assert all([p["pid"] for p in o["processes"]] == [holder.pid] for o in objs.values())
+
+    holder.kill()
+    holder.wait(timeout=30)
+    r = ipcctl("clean", base + "-*", mq_dir=mqd, as_nobody=True, check=True)
+    assert "3 objects removed" in r.stdout, r.stdout
+    assert not any(_exists(k, n) for k, n in names.items())
+
+
+@needs_root
+@pytest.mark.parametrize("hidepid", [False, True], ids=["proc", "hidepid"])
+def test_what_nobody_cannot_inspect_is_unknown(hidepid, objnames, children, public_tmp):
+    """Where the kernel cannot be asked (another user's file; a file its
+    owner may not open for reading and writing), an object no visible
+    process holds is orphaned only if every process could be inspected.
+    Root's processes cannot be by nobody, and under hidepid=invisible
+    nobody does not even see them: unknown either way, and clean keeps
+    them (and says so)."""
+    base, names = objnames()
+    spawn(children, "create", "exit", names).wait(timeout=30)  # root's orphans
+    base2, mine = objnames()
+    _make_as_nobody(mine)
+    ro = SHM_DIR / mine["shm"]
+    ro.chmod(0o400)  # nobody's own, but nobody may not open it read-write
+    objs = {o["name"]: o for o in ls_json("--all", "-k", "shm", "-k", "sem", PREFIX + "*",
+                                          hidepid=hidepid, as_nobody=True)}
+    for name in (names["shm"], names["sem"], mine["shm"]):
+        assert objs[name]["state"] == "unknown", objs[name]
+    assert objs[mine["sem"]]["state"] == "orphaned"  # nobody's: the kernel says so
+    r = ipcctl("clean", "--json", base2 + "-*", hidepid=hidepid, as_nobody=True, check=True)
+    got = {o["name"]: (o["state"], o["removed"], o["error"]) for o in json.loads(r.stdout)}
+    assert got[mine["shm"]] == ("unknown", False, None)
+    assert got[mine["sem"]] == ("orphaned", True, None)
+    assert ro.exists() and (SHM_DIR / f"sem.{names['sem']}").exists()
+    r = ipcctl("clean", base2 + "-*", hidepid=hidepid, as_nobody=True, check=True)
+    assert f"kept shm {mine['shm']}: unknown" in r.stdout
+    # root inspects every process: its own orphans are orphaned
+    objs = by_kind(ls_json(base + "-*", "-k", "shm", "-k", "sem"))
+    assert {o["state"] for o in objs.values()} == {"orphaned"}
+
+
+# --------------------------------------------------------------------------
+# Two cleans at once
+
+
+def _some_mq_dir(tmp_path: Path) -> tuple[bool, Path | None]:
+    """(queues can be seen, where to mount privately or None)."""
+    if _global_mqueue_mounted():
+        return True, None
+    d = tmp_path / "mqueue"
+    d.mkdir()
+    return (True, d) if _can_mount_private_mqueue(d) else (False, None)
+
+
+def test_concurrent_cleans_share_the_orphans_and_both_succeed(make_name, tmp_path):
+    """Several clean runs at once over many orphans: every one exits 0,
+    each orphan is removed by exactly one of them, none is left, and an
+    object another run removed first is no error."""
+    with_mq, mqd = _some_mq_dir(tmp_path)
+    n, runs, rounds = 200, 3, 5
+    for _ in range(rounds):
+        base = make_name()
+        made = {("shm", f"{base}-{i}") for i in range(n)} | {("sem", f"{base}-s{i}")
+                                                            for i in range(n)}
+        if with_mq:
+            made |= {("mq", f"{base}-q{i}") for i in range(n // 4)}
+        try:
+            for kind, name in made:
+                if kind == "shm":
+                    posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, mode=0o600,
+                                           size=64).close_fd()
+                elif kind == "sem":
+                    posix_ipc.Semaphore("/" + name, posix_ipc.O_CREX, mode=0o600).close()
+                else:  # small: RLIMIT_MSGQUEUE counts the bytes queues may hold
+                    posix_ipc.MessageQueue("/" + name, posix_ipc.O_CREX, mode=0o600,
+                                           max_messages=1, max_message_size=8).close()
+            # each run waits for its line on stdin, so they start together
+            cmd = ["sh", "-c", 'read go && exec "$@"', "sh", *IPCCTL, "clean", base + "-*"]
+            if mqd is not None:
+                cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                       'mount -t mqueue none "$0" && exec "$@"', str(mqd), *cmd]
+            procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True) for _ in range(runs)]
+            for p in procs:
+                p.stdin.write("go\n")
+                p.stdin.flush()
+            outs = [p.communicate(timeout=90) for p in procs]
+            removed = []
+            for p, (out, err) in zip(procs, outs):
+                assert p.returncode == 0, (out, err)
+                assert "clean:" not in err, err  # no error about any object
+                removed += [tuple(line.split()[1:3]) for line in out.splitlines()
+                            if line.startswith("removed ")]
+            assert sorted(removed) == sorted(made)  # all of them, each exactly once
+            assert not any(_exists(kind, name) for kind, name in made)
+        finally:
+            for kind, name in made:
+                try:
+                    {"shm": posix_ipc.unlink_shared_memory, "sem": posix_ipc.unlink_semaphore,
+                     "mq": posix_ipc.unlink_message_queue}[kind]("/" + name)
+                except posix_ipc.ExistentialError:
+                    pass
+
+
+# --------------------------------------------------------------------------
+# Names that are not text
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *_strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _strict_json(raw: bytes):
+    """Parse ipcctl's JSON as a strict program would: UTF-8, and no lone
+    surrogate (which json.loads lets through as \\udcXX escapes)."""
+    data = json.loads(raw.decode("utf-8"))
+    for s in _strings(data):
+        s.encode("utf-8")  # raises on a lone surrogate
+    return data
+
+
+# A holder whose process name (comm) is not text either.
+HOLD_AS = r"""
+import ctypes, mmap, os, sys
+ctypes.CDLL(None).prctl(15, ctypes.c_char_p(b"h\xff\n\x1b"), 0, 0, 0)  # PR_SET_NAME
+fd = os.open(os.fsencode(sys.argv[1]), os.O_RDWR)
+m = mmap.mmap(fd, 32)
+os.close(fd)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_names_that_are_not_text_in_json_and_on_the_terminal(make_name, children):
+    """Files made in /dev/shm directly, with names a C program may give:
+    --json stays strict UTF-8 and a program finds each very file again
+    from path_hex; the table shows escapes, never raw control bytes."""
+    base = make_name().encode()
+    files = {
+        b"/dev/shm/" + base + b"-\xff\xfe": ("shm", "-\\xff\\xfe"),
+        b"/dev/shm/" + base + b"-nl\nx\x1b[31m": ("shm", "-nl\\nx\\x1b[31m"),
+        b"/dev/shm/sem." + base + b"-s\xff": ("sem", "-s\\xff"),
+        b"/dev/shm/" + base + "-é".encode(): ("shm", "-é"),
+    }
+    held = b"/dev/shm/" + base + "-é".encode()
+    for path in files:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        os.ftruncate(fd, 32)
+        os.close(fd)
+    try:
+        holder = subprocess.Popen([sys.executable, "-c", HOLD_AS, os.fsdecode(held)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        children.append(holder)
+        assert holder.stdout.readline() == b"ready\n"
+        pattern = base.decode() + "*"
+        r = ipcctl("ls", "--json", pattern, text=False, check=True)
+        objs = _strict_json(r.stdout)
+        assert len(objs) == len(files)
+        for o in objs:
+            path = bytes.fromhex(o["path_hex"])
+            kind, shown = files[path]
+            assert o["kind"] == kind and os.stat(path).st_ino  # the very file
+            exact = path.rsplit(b"/", 1)[1].removeprefix(b"sem." if kind == "sem" else b"")
+            assert bytes.fromhex(o["name_hex"]) == exact
+            if path == held:  # UTF-8: exact text; JSON escapes nothing it need not
+                assert o["name"] == os.fsdecode(exact) and o["path"] == os.fsdecode(path)
+                assert o["state"] == "in-use"
+                assert o["processes"][0]["name"] == "h\\xff\\n\\x1b"
+            elif b"\n" in path:  # UTF-8 with control bytes: exact too
+                assert o["name"] == os.fsdecode(exact)
+            else:  # not UTF-8: as shown in the table
+                assert o["name"] == base.decode() + shown
+                assert o["path"].endswith(shown)
+
+        table = ipcctl("ls", pattern, text=False, check=True).stdout
+        lines = table.splitlines()
+        assert len(lines) == 1 + len(files)  # one line per object: no raw newline
+        assert b"\x1b" not in table and b"\xff" not in table
+        for _, shown in files.values():
+            assert (base.decode() + shown).encode() in table
+        assert b"(h\\xff\\n\\x1b)" in table  # the holder's name, escaped too
+
+        r = ipcctl("clean", "--json", pattern, text=False, check=True)
+        cleaned = _strict_json(r.stdout)
+        assert sorted(bytes.fromhex(o["path_hex"]) for o in cleaned) == \
+            sorted(p for p in files if p != held)
+        assert all(o["removed"] for o in cleaned)
+        assert [p for p in files if os.path.exists(p)] == [held]
+    finally:
+        for path in files:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def test_rm_shows_names_escaped(make_name):
+    """rm -v escapes what it prints as ls does; a name that is not UTF-8
+    is refused with a message that says so, and nothing is removed."""
+    base = make_name()
+    odd = base + "-v\nx\x1b[31m"
+    posix_ipc.SharedMemory("/" + odd, posix_ipc.O_CREX, mode=0o600, size=16).close_fd()
+    try:
+        r = ipcctl("rm", "-v", "shm", odd)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == f"removed shm {base}-v\\nx\\x1b[31m\n"
+        assert not (SHM_DIR / odd).exists()
+    finally:
+        (SHM_DIR / odd).unlink(missing_ok=True)
+
+    raw = b"/dev/shm/" + base.encode() + b"-\xff"
+    fd = os.open(raw, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    os.close(fd)
+    try:
+        r = ipcctl("rm", "shm", base.encode() + b"-\xff", text=False)
+        assert r.returncode == 2
+        err = r.stderr.decode("utf-8")  # strict: no surrogate escape reached it
+        assert f"shm '{base}-\\xff': Invalid argument" in err
+        assert "not UTF-8" in err and "leading '/'" not in err and "no '/' or NUL" not in err
+        assert "\\udc" not in err
+        assert os.path.exists(raw)
+    finally:
+        os.unlink(raw)

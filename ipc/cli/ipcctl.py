@@ -8,21 +8,43 @@ Names are spelled as in the Lua and Python APIs (no leading "/").  KIND is
 ``shm``, ``sem`` or ``mq``.  Exit status: 0 on success, 1 when something
 could not be done (a missing name, a removal that failed), 2 on misuse.
 Also runs as ``python -m ipc.cli.ipcctl``.
+
+An object is *in use* when any process, of any user, has it open or
+mapped, *orphaned* when none has, and *unknown* when ipcctl cannot tell
+(a process it may not inspect could be using it): ``clean`` removes only
+orphans.  Run as root to see every process.
+
+Names are file names: any bytes but "/" and NUL.  For people (the table,
+messages, ``rm -v``) ``_shown()`` escapes undecodable bytes and control
+characters; ``--json`` has the exact bytes too (``JSON_HELP``, printed by
+``ipcctl ls --help``).
 """
 from __future__ import annotations
 
 import argparse
 import errno
+import io
 import json
 import os
 import stat
 import sys
 
 from .. import __version__
+from .. import _scan as reg
 from .._errors import IPCError
-from .. import _registry as reg
 
 PROGNAME = "ipcctl"
+
+JSON_HELP = """\
+--json prints a list of objects with the keys kind, name, name_hex, path,
+path_hex, size, uid, owner, mode, state (in-use, orphaned or unknown),
+processes (pid, name, how), unknown_processes (how many processes ipcctl
+may not inspect could be using it) and value; clean adds removed and
+error.  The output is ASCII.  A name is any bytes but "/" and NUL: name
+and path are exact text when they are UTF-8, and shown with \\xNN escapes
+when not (as in the table); name_hex and path_hex are always their exact
+bytes in hex (path_hex is null when path is), so a program finds the
+very file with bytes.fromhex(obj["path_hex"])."""
 
 STATE_TEXT = {reg.IN_USE: "in use", reg.ORPHANED: "orphaned", reg.UNKNOWN: "unknown"}
 
@@ -42,10 +64,68 @@ def _size_text(obj: reg.NamedObject) -> str:
 
 
 def _procs_text(obj: reg.NamedObject) -> str:
-    parts = [f"{h.pid} ({h.name})" for h in obj.holders]
+    parts = [f"{h.pid} ({_shown(h.name)})" for h in obj.holders]
     if obj.unknown_pids:
         parts.append(f"? ({len(obj.unknown_pids)} unreadable)")
+    elif obj.state != reg.ORPHANED and not obj.holders:
+        parts.append("? (not visible to you)")
     return ", ".join(parts) if parts else "-"
+
+
+def _shown(name: str) -> str:
+    """A name for people: undecodable bytes and control characters as
+    \\xNN, \\n... (never raw to the terminal, never as surrogate escapes).
+    The one way ipcctl shows a name that came from the system."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _quoted(name: str) -> str:
+    return f"'{_shown(name)}'"
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a name with bytes that are not UTF-8 (os.fsdecode keeps
+    them as lone surrogates, which are not text)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_text(text: str) -> str:
+    """Exact when it is UTF-8 (JSON escapes what needs it), else shown:
+    strict JSON parsers refuse a lone surrogate."""
+    return text if _is_utf8(text) else _shown(text)
+
+
+def _object_json(o: reg.NamedObject) -> dict:
+    """Stable keys, for ``ls --json`` and ``clean --json``."""
+    return {
+        "kind": o.kind, "name": _json_text(o.name),
+        "name_hex": os.fsencode(o.name).hex(),
+        "path": None if o.path is None else _json_text(o.path),
+        "path_hex": None if o.path is None else os.fsencode(o.path).hex(),
+        "size": o.size, "uid": o.uid, "owner": _json_text(o.owner),
+        "mode": f"{o.mode:04o}", "state": o.state,
+        "processes": [{"pid": h.pid, "name": _json_text(h.name), "how": h.how}
+                      for h in o.holders],
+        "unknown_processes": len(o.unknown_pids),
+        "value": o.value,
+    }
+
+
+def _clean_json(r: reg.CleanResult) -> dict:
+    d = _object_json(r.obj)
+    d["removed"] = r.removed
+    d["error"] = None if r.error is None else r.error.strerror
+    return d
+
+
+def _dump_json(items: list[dict]) -> None:
+    json.dump(items, sys.stdout, indent=2)  # ensure_ascii: plain ASCII, whatever the locale
+    sys.stdout.write("\n")
 
 
 def _table(rows: list[list[str]], out) -> None:
@@ -65,21 +145,36 @@ def cmd_ls(args) -> int:
     kinds = _kinds(args)
     objs = reg.list_objects(all_users=args.all, kinds=kinds, pattern=args.pattern)
     if args.json:
-        json.dump([o.as_dict() for o in objs], sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _dump_json([_object_json(o) for o in objs])
     elif objs:
         rows = [["KIND", "NAME", "SIZE", "OWNER", "MODE", "VALUE", "STATE", "PROCESSES"]]
         for o in objs:
-            rows.append([o.kind, _shown(o.name), _size_text(o), o.owner,
+            rows.append([o.kind, _shown(o.name), _size_text(o), _shown(o.owner),
                          stat.filemode(stat.S_IFREG | o.mode)[1:],
                          "-" if o.value is None else str(o.value),
                          STATE_TEXT[o.state], _procs_text(o)])
         _table(rows, sys.stdout)
     else:
         who = "" if args.all else " of yours"
-        print(f"no named objects{who}" + (f" matching {args.pattern!r}" if args.pattern else ""))
+        print(f"no named objects{who}" + _matching(args.pattern))
     _mq_note(kinds)
     return 0
+
+
+def _name_hint(name: str, exc: IPCError) -> str:
+    """Why check_name refused name, in words."""
+    if exc.errno != errno.EINVAL:
+        return ""
+    if name.startswith("/"):
+        return " (names are spelled without the leading '/')"
+    if not _is_utf8(name):
+        return (" (the name is not UTF-8, which the API refuses; `ipcctl clean PATTERN` "
+                "removes such an object by its file once it is orphaned)")
+    return " (a name is not empty, '.' or '..' and has no '/' or NUL)"
+
+
+def _matching(pattern: str | None) -> str:
+    return f" matching {_quoted(pattern)}" if pattern else ""
 
 
 def cmd_rm(args) -> int:
@@ -90,13 +185,7 @@ def cmd_rm(args) -> int:
         try:
             reg.check_name(args.kind, name)
         except IPCError as exc:
-            if name.startswith("/"):
-                hint = " (names are spelled without the leading '/')"
-            elif exc.errno == errno.EINVAL:
-                hint = " (a name is not empty, '.' or '..' and has no '/' or NUL)"
-            else:
-                hint = ""
-            _warn(f"rm: {args.kind} {name!r}: {exc.strerror}{hint}")
+            _warn(f"rm: {args.kind} {_quoted(name)}: {exc.strerror}{_name_hint(name, exc)}")
             bad = True
     if bad:
         _warn("rm: nothing removed")
@@ -106,11 +195,11 @@ def cmd_rm(args) -> int:
         try:
             reg.remove(args.kind, name)
         except IPCError as exc:
-            _warn(f"rm: {args.kind} {name!r}: {exc.strerror}")
+            _warn(f"rm: {args.kind} {_quoted(name)}: {exc.strerror}")
             status = 1
         else:
             if args.verbose:
-                print(f"removed {args.kind} {name}")
+                print(f"removed {args.kind} {_shown(name)}")
     return status
 
 
@@ -119,20 +208,25 @@ def cmd_clean(args) -> int:
     results = reg.clean(args.pattern, dry_run=args.dry_run, kinds=kinds)
     status = 0 if all(r.error is None for r in results) else 1
     if args.json:
-        json.dump([r.as_dict() for r in results], sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _dump_json([_clean_json(r) for r in results])
     else:
         verb = "would remove" if args.dry_run else "removed"
+        done = 0
         for r in results:
             o = r.obj
+            what = f"{o.kind} {_shown(o.name)}"
             if r.error is not None:
-                _warn(f"clean: {o.kind} {_shown(o.name)}: {r.error.strerror}")
+                _warn(f"clean: {what}: {r.error.strerror}")
+            elif o.state == reg.UNKNOWN:
+                n = len(o.unknown_pids)
+                who = (f"{n} process{'es' if n != 1 else ''} you may not inspect" if n
+                       else "/proc hides processes from you")
+                print(f"kept {what}: unknown whether it is in use ({who}; root sees all)")
             else:
-                print(f"{verb} {o.kind} {_shown(o.name)} (size {_size_text(o)}, owner {o.owner})")
-        done = sum(1 for r in results if r.error is None)
+                print(f"{verb} {what} (size {_size_text(o)}, owner {_shown(o.owner)})")
+                done += 1
         if not results:
-            print("nothing to clean: no orphaned objects of yours"
-                  + (f" matching {args.pattern!r}" if args.pattern else ""))
+            print("nothing to clean: no orphaned objects of yours" + _matching(args.pattern))
         else:
             things = f"{done} object{'s' if done != 1 else ''}"
             print(f"{things} would be removed" if args.dry_run else f"{things} removed")
@@ -149,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    ls = sub.add_parser("ls", help="list named objects and the processes using them")
+    ls = sub.add_parser("ls", help="list named objects and the processes using them",
+                        epilog=JSON_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ls.add_argument("--json", action="store_true", help="print JSON (a list of objects)")
     ls.add_argument("-a", "--all", action="store_true", help="objects of every user, not only yours")
     ls.add_argument("-k", "--kind", action="append", choices=reg.KINDS,
@@ -163,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("-v", "--verbose", action="store_true", help="say what was removed")
     rm.set_defaults(func=cmd_rm)
 
-    cl = sub.add_parser("clean", help="remove your objects that no live process uses")
+    cl = sub.add_parser("clean", help="remove your objects that no live process uses",
+                        epilog=JSON_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     cl.add_argument("-n", "--dry-run", action="store_true", help="only say what would be removed")
     cl.add_argument("--json", action="store_true", help="print JSON (a list of objects)")
     cl.add_argument("-k", "--kind", action="append", choices=reg.KINDS,
@@ -173,28 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _shown(name: str) -> str:
-    """A name for people: undecodable bytes and control characters as
-    \\xNN (never raw to the terminal, never as surrogate escapes)."""
-    text = os.fsencode(name).decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def main(argv: list[str] | None = None) -> int:
-    # Names are file names: show undecodable bytes rather than crash.
+    # Names reach output through _shown(); this is for argparse, which
+    # echoes a bad argument (a surrogate escape) as it is.
     for stream in (sys.stdout, sys.stderr):
-        try:
+        if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
-        except (AttributeError, ValueError):
-            pass
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except BrokenPipeError:  # ipcctl ls | head
-        try:
-            sys.stdout = None  # type: ignore[assignment]
-        except Exception:
-            pass
+        sys.stdout = None  # type: ignore[assignment]  # nothing left to flush at exit
         return 0
     except KeyboardInterrupt:
         return 130
