@@ -35,7 +35,7 @@ end
 
 -- The parent.
 -- A name of our own: time, CPU clock and a table address differ per run.
-local name = ("luaipc-demo-%d-%d-%s"):format(os.time(), os.clock() * 1e6,
+local name = ("luaipc-demo-%d-%d-%s"):format(os.time(), math.floor(os.clock() * 1e6),
                                              tostring({}):match("%x+$"))
 local counter = assert(shm.create(name, 64))
 local lock = assert(sem.open(name, 1))
