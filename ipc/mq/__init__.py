@@ -34,12 +34,14 @@ import pickle
 import time
 import weakref
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import posix_ipc
 
 from .._errors import Timeout, from_posix_ipc, os_error
 from .._names import NAME_MAX, os_name
+from .._owned import Owned, release_handle
 from .._timeout import timeout as check_timeout
 
 __all__ = ["MessageQueue", "open", "unlink", "limits", "PRIORITY_MAX", "SYSCTL_DIR", "Timeout"]
@@ -155,19 +157,6 @@ def _create_error(exc: BaseException, name: str, maxmsg: int, msgsize: int) -> B
     return from_posix_ipc(exc, name, creating=True)
 
 
-def _release(mq: posix_ipc.MessageQueue, osname: str | None) -> None:
-    """Finalizer: close the descriptor, and remove the name if we made it."""
-    try:
-        mq.close()
-    except Exception:
-        pass
-    if osname is not None:
-        try:
-            posix_ipc.unlink_message_queue(osname)
-        except Exception:
-            pass
-
-
 class MessageQueue:
     """A handle to a named POSIX message queue (see the module docstring).
 
@@ -203,7 +192,11 @@ class MessageQueue:
         #: The most messages the queue holds, and the largest message (bytes).
         self.maxmsg: int = mq.max_messages
         self.msgsize: int = mq.max_message_size
-        self._finalizer = weakref.finalize(self, _release, mq, osname if self.created else None)
+        # The name is the creator's to remove (ipc/_owned.py: only in the
+        # creating process, at most once).
+        self._owned = Owned(partial(posix_ipc.unlink_message_queue, osname)) \
+            if self.created else None
+        self._finalizer = weakref.finalize(self, release_handle, mq.close, self._owned)
 
     # -- the two verbs ----------------------------------------------------------
 
@@ -323,6 +316,13 @@ class MessageQueue:
         return self._open().current_messages
 
     @property
+    def owner(self) -> bool:
+        """True while this handle will remove the name when closed: in the
+        creating process, until ``unlink()`` or ``close()``.  (``created``
+        says whether this handle created the queue.)"""
+        return self._owned is not None and self._owned.held
+
+    @property
     def closed(self) -> bool:
         return self._mq is None
 
@@ -341,10 +341,9 @@ class MessageQueue:
     def unlink(self) -> None:
         """Remove the queue's name now (open handles keep working)."""
         self._open()
-        if self.created and self._finalizer.alive:
+        if self._owned is not None:
             # the creator's close must not remove a later queue of that name
-            mq = self._finalizer.detach()[2][0]
-            self._finalizer = weakref.finalize(self, _release, mq, None)
+            self._owned.detach()
         unlink(self.name[1:])
 
     def __enter__(self) -> "MessageQueue":

@@ -28,13 +28,15 @@ import errno
 import os
 import time
 import weakref
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import posix_ipc
 
-from .._errors import Timeout, from_posix_ipc, os_error
+from .._errors import from_posix_ipc, os_error
 from .._names import SEM_NAME_MAX, os_name
+from .._owned import Owned, release_handle
 from .._timeout import timeout as check_timeout
 
 __all__ = ["Semaphore", "open", "unlink", "reset", "Ledger",
@@ -48,19 +50,6 @@ VALUE_MAX: int = int(posix_ipc.SEMAPHORE_VALUE_MAX)
 _INVALID = "attempt to use invalid semaphore object"
 
 
-def _release(sem: posix_ipc.Semaphore, unlink_name: Optional[str]) -> None:
-    """Finalizer and close(): never raises."""
-    try:
-        sem.close()
-    except Exception:
-        pass
-    if unlink_name is not None:
-        try:
-            posix_ipc.unlink_semaphore(unlink_name)
-        except Exception:  # already unlinked by someone else: fine
-            pass
-
-
 class Semaphore:
     """A handle to a named POSIX semaphore (see the module docstring).
 
@@ -69,7 +58,7 @@ class Semaphore:
     the semaphore unlinks the name when closed or collected, as LuaIPC.
     """
 
-    __slots__ = ("name", "os_name", "owner", "_sem", "_finalizer", "__weakref__")
+    __slots__ = ("name", "os_name", "_owned", "_sem", "_finalizer", "__weakref__")
 
     def __init__(self, name: str | bytes, n: int = 0) -> None:
         if isinstance(n, bool) or not isinstance(n, int):
@@ -87,9 +76,11 @@ class Semaphore:
             raise from_posix_ipc(exc, path, creating=creating) from None
         self.name = os.fsdecode(name)
         self.os_name = path
-        self.owner = creating
+        # The name is the creator's to remove (ipc/_owned.py: only in the
+        # creating process, at most once).
+        self._owned = Owned(partial(posix_ipc.unlink_semaphore, path)) if creating else None
         self._sem: Optional[posix_ipc.Semaphore] = sem
-        self._finalizer = weakref.finalize(self, _release, sem, path if creating else None)
+        self._finalizer = weakref.finalize(self, release_handle, sem.close, self._owned)
 
     # -- the LuaIPC verbs ------------------------------------------------
     def _checked(self) -> posix_ipc.Semaphore:
@@ -135,6 +126,12 @@ class Semaphore:
 
     # -- life cycle --------------------------------------------------------
     @property
+    def owner(self) -> bool:
+        """True while this handle will remove the name when closed: in the
+        creating process, until ``unlink()`` or ``close()``."""
+        return self._owned is not None and self._owned.held
+
+    @property
     def closed(self) -> bool:
         return self._sem is None
 
@@ -148,7 +145,10 @@ class Semaphore:
             self._finalizer()
 
     def unlink(self) -> None:
-        """Remove the name now (open handles keep working)."""
+        """Remove the name now (open handles keep working).  The creator's
+        close then leaves the name alone: it may be someone else's by then."""
+        if self._owned is not None:
+            self._owned.detach()
         unlink(self.name)
 
     def reset(self, value: int) -> int:

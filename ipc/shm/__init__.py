@@ -20,14 +20,16 @@ from __future__ import annotations
 import errno
 import mmap as _mmap
 import os
+from functools import partial
 
 import posix_ipc
 
 from .._errors import from_posix_ipc, os_error
 from .._memfile import MemFile, _index
 from .._names import os_name
+from .._owned import Owned, release_handle
 
-__all__ = ["SharedMemory", "create", "attach", "unlink"]
+__all__ = ["SharedMemory", "attach", "create", "unlink"]
 
 
 class SharedMemory(MemFile):
@@ -38,41 +40,35 @@ class SharedMemory(MemFile):
     def __init__(self, mm: _mmap.mmap, name: str, osname: str, owner: bool):
         self._mm = mm
         self._osname = osname
-        # Shared with the release function (which must not reference self):
-        # [unlink at close?]; only in the process that created the segment.
-        self._owner = [owner, os.getpid()]
+        # The name is the creator's to remove (ipc/_owned.py: only in the
+        # creating process, at most once).
+        self._owned = Owned(partial(posix_ipc.unlink_shared_memory, osname)) if owner else None
         super().__init__(mm, readable=True, writable=True, name=name,
-                         release=_releaser(mm, osname, self._owner))
+                         release=partial(release_handle, partial(_unmap, mm), self._owned))
 
     @property
     def owner(self) -> bool:
-        """True in the creating process until the name is removed."""
-        return self._owner[0]
+        """True while this handle will remove the name when closed: in the
+        creating process, until ``unlink()`` or ``close()``."""
+        return self._owned is not None and self._owned.held
 
     def unlink(self) -> None:
         """Remove the name now (the memory stays mapped until closed).
 
         Raises ``FileNotFoundError`` (an ``ipc.NotFoundError``) if the name
         is gone already."""
-        self._owner[0] = False
+        if self._owned is not None:
+            self._owned.detach()
         _unlink(self._osname, self.name)
 
 
-def _releaser(mm: _mmap.mmap, osname: str, owner: list):
-    def release() -> None:
-        try:
-            mm.close()
-        except BufferError:
-            # A view from .buf is still alive: the mapping goes with the
-            # last view (the mmap object's own finalizer unmaps it).
-            pass
-        if owner[0] and owner[1] == os.getpid():
-            owner[0] = False
-            try:
-                posix_ipc.unlink_shared_memory(osname)
-            except posix_ipc.Error:
-                pass  # gone already: LuaIPC ignores shm_unlink's result too
-    return release
+def _unmap(mm: _mmap.mmap) -> None:
+    try:
+        mm.close()
+    except BufferError:
+        # A view from .buf is still alive: the mapping goes with the
+        # last view (the mmap object's own finalizer unmaps it).
+        pass
 
 
 def _unlink(osname: str, name: object) -> None:
