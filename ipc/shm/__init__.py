@@ -86,8 +86,11 @@ def unlink(name: str | bytes) -> None:
 def create(name: str | bytes, size: int) -> SharedMemory:
     """Create a new segment of ``size`` bytes and map it.
 
-    Raises ``FileExistsError`` if the name is taken, ``IPCError(EINVAL)``
-    for a size < 1 or a name with ``/`` (nothing is created then).
+    The segment's pages are reserved now, so a segment that was created can
+    always be written in full.  Raises ``FileExistsError`` if the name is
+    taken, ``IPCError(ENOSPC)`` if the segment does not fit in the free
+    space of ``/dev/shm``, ``IPCError(EINVAL)`` for a size < 1 or a name
+    with ``/`` (nothing is left behind then).
     """
     osname = os_name(name)
     size = _index(size, "size")
@@ -98,7 +101,12 @@ def create(name: str | bytes, size: int) -> SharedMemory:
     except posix_ipc.Error as exc:
         raise from_posix_ipc(exc, name, creating=True) from None
     try:
-        os.ftruncate(seg.fd, size)
+        # Size the segment and reserve its pages.  ftruncate alone makes a
+        # sparse file: tmpfs gives each page on first touch, and a touch that
+        # finds no free page is SIGBUS (the writer dies, and so does anyone
+        # who then writes an untouched page of an older segment).
+        # posix_fallocate fails with ENOSPC here instead.
+        os.posix_fallocate(seg.fd, 0, size)
         mm = _mmap.mmap(seg.fd, size)
     except (OSError, OverflowError, ValueError) as exc:
         # Leave nothing half made behind.
