@@ -15,8 +15,8 @@ import errno as _errno
 import os
 
 __all__ = [
-    "IPCError", "ExistsError", "NotFoundError", "PermissionDenied",
-    "Timeout", "Interrupted", "os_error", "from_posix_ipc",
+    "ExistsError", "IPCError", "Interrupted", "NotFoundError", "PermissionDenied",
+    "Timeout", "from_posix_ipc", "os_error", "os_errors", "posix_errors",
 ]
 
 
@@ -64,13 +64,30 @@ def os_error(code: int, filename: object = None, message: str | None = None) -> 
     return cls(code, text, filename)
 
 
-def from_posix_ipc(exc: BaseException, name: object = None, *, creating: bool = False) -> BaseException:
-    """Translate a posix_ipc exception, once, at the OS boundary.
+# posix_ipc reports these as an OSError without errno (posix_ipc_module.c:
+# "case EMFILE: PyErr_SetString(PyExc_OSError, ...)"): its message is all
+# there is to tell them apart.
+_POSIX_IPC_MESSAGES = {
+    "This process already has the maximum number of files open": _errno.EMFILE,
+    "The system limit on the total number of open files has been reached": _errno.ENFILE,
+    "Insufficient space for a new queue": _errno.ENOSPC,
+    "Not enough memory": _errno.ENOMEM,
+}
+
+
+def from_posix_ipc(exc: BaseException, name: object = None, *,
+                   creating: bool = False) -> BaseException:
+    """Translate an exception of posix_ipc (or of the OS call beside it),
+    once, at the OS boundary; anything else comes back unchanged.
 
     posix_ipc's exceptions carry no errno, so the caller says what it was
     doing: an ExistentialError is EEXIST when creating exclusively and
     ENOENT when opening.
     """
+    if isinstance(exc, IPCError):
+        return exc
+    # Not an import on the error path: posix_ipc is loaded (its callers
+    # import it at the top), so this only finds it in sys.modules.
     import posix_ipc
 
     if isinstance(exc, posix_ipc.ExistentialError):
@@ -82,7 +99,52 @@ def from_posix_ipc(exc: BaseException, name: object = None, *, creating: bool = 
     if isinstance(exc, posix_ipc.SignalError):
         return os_error(_errno.EINTR, name)
     if isinstance(exc, OSError) and exc.errno:
-        return os_error(exc.errno, name)
+        return os_error(exc.errno, exc.filename if name is None else name)
+    if isinstance(exc, (OSError, MemoryError)):
+        code = _POSIX_IPC_MESSAGES.get(str(exc))
+        return exc if code is None else os_error(code, name)
     if isinstance(exc, ValueError):
         return os_error(_errno.EINVAL, name, f"Invalid argument ({exc})")
     return exc
+
+
+class os_errors:  # a class, not @contextmanager: no generator per use
+    """``with os_errors(name): <os calls>``: an ``OSError`` that leaves the
+    block is the IPCError of its errno (``name``, or the error's own
+    filename, says what it happened to), as psutil's ``wrap_exceptions``
+    does for its platform calls; anything else passes unchanged."""
+
+    __slots__ = ("creating", "name")
+
+    def __init__(self, name: object = None, *, creating: bool = False) -> None:
+        self.name = name
+        self.creating = creating
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, cls: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> bool:
+        if isinstance(exc, OSError) and exc.errno and not isinstance(exc, IPCError):
+            raise os_error(exc.errno, exc.filename if self.name is None else self.name) from None
+        return False
+
+
+class posix_errors(os_errors):
+    """``with posix_errors(name, creating=...): <posix_ipc calls>``: what
+    fails in the block leaves it as ``from_posix_ipc`` translates it.  Only
+    around posix_ipc calls (a ValueError is its word for EINVAL there), and
+    only for the calls that open, create and remove: the hot paths keep a
+    bare ``try`` (free when nothing is raised) and call ``from_posix_ipc``
+    in their ``except``."""
+
+    __slots__ = ()
+
+    def __exit__(self, cls: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> bool:
+        if not isinstance(exc, Exception):
+            return False  # no failure, or KeyboardInterrupt and the like
+        translated = from_posix_ipc(exc, self.name, creating=self.creating)
+        if translated is exc:
+            return False
+        raise translated from None

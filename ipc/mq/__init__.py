@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import builtins
 import errno
+import os
 import pickle
+import resource
 import time
 import weakref
 from collections.abc import Iterator
@@ -39,7 +41,7 @@ from typing import Any
 
 import posix_ipc
 
-from .._errors import Timeout, from_posix_ipc, os_error
+from .._errors import Timeout, from_posix_ipc, os_error, posix_errors
 from .._names import NAME_MAX, os_name
 from .._owned import Owned, release_handle
 from .._timeout import timeout as check_timeout
@@ -145,16 +147,27 @@ def _limit_error(name: str, maxmsg: int, msgsize: int) -> OSError:
 def _create_error(exc: BaseException, name: str, maxmsg: int, msgsize: int) -> BaseException:
     if isinstance(exc, ValueError):  # posix_ipc's word for EINVAL
         return _limit_error(name, maxmsg, msgsize)
-    if isinstance(exc, OSError) and not exc.errno and "maximum number of files" in str(exc):
-        # EMFILE from mq_open: the descriptor limit, or (far more likely for a
-        # big queue) the per-user byte budget RLIMIT_MSGQUEUE.
-        import resource
+    err = from_posix_ipc(exc, name, creating=True)
+    if getattr(err, "errno", None) == errno.EMFILE and _can_open_a_descriptor():
+        # mq_open says EMFILE for two limits: the descriptors (then the
+        # plain "Too many open files" is the answer) and the per-user byte
+        # budget RLIMIT_MSGQUEUE, far more likely for a big queue.
         soft = resource.getrlimit(resource.RLIMIT_MSGQUEUE)[0]
         return os_error(errno.EMFILE, name,
                         f"cannot create a queue of {maxmsg} x {msgsize} bytes: over the "
                         f"per-user queue memory limit RLIMIT_MSGQUEUE ({soft} bytes, "
                         f"ulimit -q) or the open-files limit")
-    return from_posix_ipc(exc, name, creating=True)
+    return err
+
+
+def _can_open_a_descriptor() -> bool:
+    """Whether the descriptor limit leaves room for one more (a probe that
+    closes what it opens; its own EMFILE is the answer)."""
+    try:
+        os.close(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        return exc.errno != errno.EMFILE
+    return True
 
 
 class MessageQueue:
@@ -183,10 +196,8 @@ class MessageQueue:
             except (posix_ipc.Error, OSError, ValueError) as exc:
                 raise _create_error(exc, osname, maxmsg, msgsize) from None
         else:
-            try:
+            with posix_errors(osname):
                 mq = posix_ipc.MessageQueue(osname)
-            except (posix_ipc.Error, OSError, ValueError) as exc:
-                raise from_posix_ipc(exc, osname, creating=False) from None
         self._mq: posix_ipc.MessageQueue | None = mq
         self.name: str = osname
         #: The most messages the queue holds, and the largest message (bytes).
@@ -366,7 +377,5 @@ def open(name: str | bytes, maxmsg: int | None = None, msgsize: int | None = Non
 def unlink(name: str | bytes) -> None:
     """Remove the queue's name (``FileNotFoundError`` if there is none)."""
     osname = os_name(name, NAME_MAX)
-    try:
+    with posix_errors(osname):
         posix_ipc.unlink_message_queue(osname)
-    except (posix_ipc.Error, OSError) as exc:
-        raise from_posix_ipc(exc, osname) from None

@@ -34,7 +34,7 @@ from typing import Optional
 
 import posix_ipc
 
-from .._errors import from_posix_ipc, os_error
+from .._errors import from_posix_ipc, os_error, posix_errors
 from .._names import SEM_NAME_MAX, os_name
 from .._owned import Owned, release_handle
 from .._timeout import timeout as check_timeout
@@ -67,13 +67,11 @@ class Semaphore:
         if n < 0 or n > VALUE_MAX:  # what sem_open says of such a value
             raise os_error(errno.EINVAL, path)
         creating = n != 0
-        try:
+        with posix_errors(path, creating=creating):
             if creating:
                 sem = posix_ipc.Semaphore(path, posix_ipc.O_CREX, 0o600, n)
             else:
                 sem = posix_ipc.Semaphore(path)
-        except Exception as exc:
-            raise from_posix_ipc(exc, path, creating=creating) from None
         self.name = os.fsdecode(name)
         self.os_name = path
         # The name is the creator's to remove (ipc/_owned.py: only in the
@@ -220,10 +218,8 @@ def open(name: str | bytes, n: int = 0) -> Semaphore:  # noqa: A001 (LuaIPC's ve
 def unlink(name: str | bytes) -> None:
     """Remove the semaphore ``name`` (FileNotFoundError if there is none)."""
     path = os_name(name, SEM_NAME_MAX)
-    try:
+    with posix_errors(path):
         posix_ipc.unlink_semaphore(path)
-    except Exception as exc:
-        raise from_posix_ipc(exc, path) from None
 
 
 def reset(name: str | bytes, value: int) -> int:

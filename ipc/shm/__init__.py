@@ -24,7 +24,7 @@ from functools import partial
 
 import posix_ipc
 
-from .._errors import from_posix_ipc, os_error
+from .._errors import os_error, posix_errors
 from .._memfile import MemFile, _index
 from .._names import os_name
 from .._owned import Owned, release_handle
@@ -72,10 +72,8 @@ def _unmap(mm: _mmap.mmap) -> None:
 
 
 def _unlink(osname: str, name: object) -> None:
-    try:
+    with posix_errors(name):
         posix_ipc.unlink_shared_memory(osname)
-    except posix_ipc.Error as exc:
-        raise from_posix_ipc(exc, name) from None
 
 
 def unlink(name: str | bytes) -> None:
@@ -96,10 +94,8 @@ def create(name: str | bytes, size: int) -> SharedMemory:
     size = _index(size, "size")
     if size <= 0:
         raise os_error(errno.EINVAL, name)
-    try:
+    with posix_errors(name, creating=True):
         seg = posix_ipc.SharedMemory(osname, posix_ipc.O_CREX, mode=0o600)
-    except posix_ipc.Error as exc:
-        raise from_posix_ipc(exc, name, creating=True) from None
     try:
         # Size the segment and reserve its pages.  ftruncate alone makes a
         # sparse file: tmpfs gives each page on first touch, and a touch that
@@ -124,10 +120,8 @@ def create(name: str | bytes, size: int) -> SharedMemory:
 def attach(name: str | bytes) -> SharedMemory:
     """Map the existing segment ``name`` (``FileNotFoundError`` if none)."""
     osname = os_name(name)
-    try:
+    with posix_errors(name):
         seg = posix_ipc.SharedMemory(osname)
-    except posix_ipc.Error as exc:
-        raise from_posix_ipc(exc, name) from None
     try:
         size = os.fstat(seg.fd).st_size
         if size <= 0:  # mmap() refuses an empty segment, as in LuaIPC
