@@ -41,7 +41,7 @@ from typing import Any
 
 import posix_ipc
 
-from .._errors import Timeout, from_posix_ipc, os_error, posix_errors
+from .._errors import TIMED_OUT, Timeout, finish_wait, from_posix_ipc, os_error, posix_errors
 from .._names import NAME_MAX, os_name
 from .._owned import Owned, release_handle
 from .._timeout import timeout as check_timeout
@@ -236,12 +236,12 @@ class MessageQueue:
         start = time.monotonic() if timeout else 0.0
         try:
             mq.send(message, timeout, priority)
-        except posix_ipc.BusyError:
-            raise os_error(errno.ETIMEDOUT, self.name) from None
-        except posix_ipc.SignalError:
-            self._retry(mq.send, timeout, start, message, priority=priority)
-        except posix_ipc.ExistentialError:
-            raise self._gone() from None
+            return
+        except posix_ipc.Error as exc:
+            sent = finish_wait(exc, mq.send, timeout, start, self._gone, self.name,
+                               message, priority=priority)
+        if sent is TIMED_OUT:
+            raise os_error(errno.ETIMEDOUT, self.name)
 
     def receive(self, timeout: float | None = None) -> tuple[bytes, int]:
         """Take the oldest message of the highest priority: ``(data, priority)``.
@@ -257,27 +257,11 @@ class MessageQueue:
         start = time.monotonic() if timeout else 0.0
         try:
             return mq.receive(timeout)
-        except posix_ipc.BusyError:
-            raise os_error(errno.ETIMEDOUT, self.name) from None
-        except posix_ipc.SignalError:
-            return self._retry(mq.receive, timeout, start)
-        except posix_ipc.ExistentialError:
-            raise self._gone() from None
-
-    def _retry(self, call, timeout, start, *args, **kwargs):
-        """Wait on after EINTR.  The signal's Python handler has run by now:
-        Ctrl-C raised KeyboardInterrupt already; for any other signal whose
-        handler returned we wait out the rest of the timeout (PEP 475)."""
-        while True:
-            t = max(timeout - (time.monotonic() - start), 0.0) if timeout else timeout
-            try:
-                return call(*args, timeout=t, **kwargs)
-            except posix_ipc.BusyError:
-                raise os_error(errno.ETIMEDOUT, self.name) from None
-            except posix_ipc.SignalError:
-                continue
-            except posix_ipc.ExistentialError:
-                raise self._gone() from None
+        except posix_ipc.Error as exc:
+            got = finish_wait(exc, mq.receive, timeout, start, self._gone, self.name)
+        if got is TIMED_OUT:
+            raise os_error(errno.ETIMEDOUT, self.name)
+        return got
 
     def _gone(self) -> Exception:
         if self._mq is None:  # closed by another thread meanwhile
