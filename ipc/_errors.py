@@ -131,10 +131,9 @@ class os_errors:  # a class, not @contextmanager: no generator per use
         return None
 
     def __exit__(self, cls: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> bool:
+                 tb: object) -> None:  # None: it never swallows an exception
         if isinstance(exc, OSError) and exc.errno and not isinstance(exc, IPCError):
             raise os_error(exc.errno, exc.filename if self.name is None else self.name) from None
-        return False
 
 
 class posix_errors(os_errors):
@@ -148,13 +147,12 @@ class posix_errors(os_errors):
     __slots__ = ()
 
     def __exit__(self, cls: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> bool:
+                 tb: object) -> None:
         if not isinstance(exc, Exception):
-            return False  # no failure, or KeyboardInterrupt and the like
+            return  # no failure, or KeyboardInterrupt and the like
         translated = from_posix_ipc(exc, self.name, creating=self.creating)
-        if translated is exc:
-            return False
-        raise translated from None
+        if translated is not exc:
+            raise translated from None
 
 
 class _TimedOut:

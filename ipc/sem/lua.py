@@ -64,7 +64,8 @@ def failed(s: Semaphore, exc: BaseException, blocking: bool):
     if not isinstance(exc, posix_ipc.Error):
         raise exc
     if blocking:
-        return finish_wait(exc, s._sem.acquire, None, 0.0, _invalid, s.os_name) is not TIMED_OUT
+        return finish_wait(exc, s._checked().acquire, None, 0.0, _invalid,
+                           s.os_name) is not TIMED_OUT
     if isinstance(exc, posix_ipc.ExistentialError):  # inc() on a closed semaphore
         raise _invalid()
     raise from_posix_ipc(exc, s.os_name)
