@@ -13,10 +13,17 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import time
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms of start-up
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = [
-    "IPCError", "ExistsError", "NotFoundError", "PermissionDenied",
-    "Timeout", "Interrupted", "os_error", "from_posix_ipc",
+    "TIMED_OUT", "ExistsError", "IPCError", "Interrupted", "NotFoundError",
+    "PermissionDenied", "Timeout", "finish_wait", "from_posix_ipc", "os_error",
+    "os_errors", "posix_errors",
 ]
 
 
@@ -64,13 +71,30 @@ def os_error(code: int, filename: object = None, message: str | None = None) -> 
     return cls(code, text, filename)
 
 
-def from_posix_ipc(exc: BaseException, name: object = None, *, creating: bool = False) -> BaseException:
-    """Translate a posix_ipc exception, once, at the OS boundary.
+# posix_ipc reports these as an OSError without errno (posix_ipc_module.c:
+# "case EMFILE: PyErr_SetString(PyExc_OSError, ...)"): its message is all
+# there is to tell them apart.
+_POSIX_IPC_MESSAGES = {
+    "This process already has the maximum number of files open": _errno.EMFILE,
+    "The system limit on the total number of open files has been reached": _errno.ENFILE,
+    "Insufficient space for a new queue": _errno.ENOSPC,
+    "Not enough memory": _errno.ENOMEM,
+}
+
+
+def from_posix_ipc(exc: BaseException, name: object = None, *,
+                   creating: bool = False) -> BaseException:
+    """Translate an exception of posix_ipc (or of the OS call beside it),
+    once, at the OS boundary; anything else comes back unchanged.
 
     posix_ipc's exceptions carry no errno, so the caller says what it was
     doing: an ExistentialError is EEXIST when creating exclusively and
     ENOENT when opening.
     """
+    if isinstance(exc, IPCError):
+        return exc
+    # Not an import on the error path: posix_ipc is loaded (its callers
+    # import it at the top), so this only finds it in sys.modules.
     import posix_ipc
 
     if isinstance(exc, posix_ipc.ExistentialError):
@@ -82,7 +106,98 @@ def from_posix_ipc(exc: BaseException, name: object = None, *, creating: bool = 
     if isinstance(exc, posix_ipc.SignalError):
         return os_error(_errno.EINTR, name)
     if isinstance(exc, OSError) and exc.errno:
-        return os_error(exc.errno, name)
+        return os_error(exc.errno, exc.filename if name is None else name)
+    if isinstance(exc, (OSError, MemoryError)):
+        code = _POSIX_IPC_MESSAGES.get(str(exc))
+        return exc if code is None else os_error(code, name)
     if isinstance(exc, ValueError):
         return os_error(_errno.EINVAL, name, f"Invalid argument ({exc})")
     return exc
+
+
+class os_errors:  # a class, not @contextmanager: no generator per use
+    """``with os_errors(name): <os calls>``: an ``OSError`` that leaves the
+    block is the IPCError of its errno (``name``, or the error's own
+    filename, says what it happened to), as psutil's ``wrap_exceptions``
+    does for its platform calls; anything else passes unchanged."""
+
+    __slots__ = ("creating", "name")
+
+    def __init__(self, name: object = None, *, creating: bool = False) -> None:
+        self.name = name
+        self.creating = creating
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, cls: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:  # None: it never swallows an exception
+        if isinstance(exc, OSError) and exc.errno and not isinstance(exc, IPCError):
+            raise os_error(exc.errno, exc.filename if self.name is None else self.name) from None
+
+
+class posix_errors(os_errors):
+    """``with posix_errors(name, creating=...): <posix_ipc calls>``: what
+    fails in the block leaves it as ``from_posix_ipc`` translates it.  Only
+    around posix_ipc calls (a ValueError is its word for EINVAL there), and
+    only for the calls that open, create and remove: the hot paths keep a
+    bare ``try`` (free when nothing is raised) and call ``from_posix_ipc``
+    in their ``except``."""
+
+    __slots__ = ()
+
+    def __exit__(self, cls: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        if not isinstance(exc, Exception):
+            return  # no failure, or KeyboardInterrupt and the like
+        translated = from_posix_ipc(exc, self.name, creating=self.creating)
+        if translated is not exc:
+            raise translated from None
+
+
+class _TimedOut:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TIMED_OUT"
+
+
+#: What ``finish_wait`` returns when the wait ran out of time; each face
+#: says it its own way (``False`` to Lua, ``ipc.Timeout`` in Python).
+TIMED_OUT = _TimedOut()
+
+
+def finish_wait(exc: BaseException, wait: Callable[..., Any], timeout: float | None,
+                start: float, closed: Callable[[], BaseException], name: object,
+                *args: Any, **kwargs: Any) -> Any:
+    """The rest of a posix_ipc wait (``sem.acquire``, ``mq.send``,
+    ``mq.receive``) that raised ``exc``: the one translation of its errors.
+
+    The hot paths call the wait in a bare ``try`` (free when nothing is
+    raised) and hand the exception here, with the wait itself, how long it
+    may take from ``start`` (``time.monotonic()``), and its arguments:
+
+    * BusyError (EAGAIN, ETIMEDOUT): the time ran out: ``TIMED_OUT``;
+    * SignalError (EINTR): a signal's Python handler ran and returned (one
+      that raises, as Ctrl-C's, ends the wait with its own exception), so
+      wait on for what is left of the timeout (PEP 475): the wait's result;
+    * ExistentialError (EBADF, EINVAL): the handle was closed under the
+      wait: ``closed()`` is raised;
+    * anything else: the IPCError of ``from_posix_ipc``.
+    """
+    # Not an import on the error path: posix_ipc raised exc, so it is
+    # loaded and this only finds it in sys.modules.
+    import posix_ipc
+
+    while True:
+        if isinstance(exc, posix_ipc.BusyError):
+            return TIMED_OUT
+        if isinstance(exc, posix_ipc.ExistentialError):
+            raise closed() from None
+        if not isinstance(exc, posix_ipc.SignalError):
+            raise from_posix_ipc(exc, name) from None
+        left = max(0.0, timeout - (time.monotonic() - start)) if timeout else timeout
+        try:
+            return wait(*args, timeout=left, **kwargs)
+        except posix_ipc.Error as again:
+            exc = again

@@ -35,7 +35,7 @@ from typing import Any, Optional, Union
 import portalocker
 from portalocker.portalocker import LockfLocker
 
-from .._errors import os_error
+from .._errors import os_error, os_errors
 from .._timeout import timeout as check_timeout
 
 __all__ = ["lock", "trylock", "unlock", "locked", "RangeLock", "PathLock", "fileno"]
@@ -233,7 +233,8 @@ class PathLock(portalocker.Lock):
                 fail_when_locked=None):
         t = self.timeout if timeout == -1 else _pl_timeout(timeout)
         try:
-            return super().acquire(t, check_interval, fail_when_locked)
+            with os_errors(self.filename):  # opening the file: EMFILE, EACCES...
+                return super().acquire(t, check_interval, fail_when_locked)
         except portalocker.AlreadyLocked:
             raise os_error(errno.ETIMEDOUT, self.filename) from None
         except portalocker.LockException as exc:

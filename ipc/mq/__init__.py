@@ -30,16 +30,20 @@ from __future__ import annotations
 
 import builtins
 import errno
+import os
 import pickle
+import resource
 import time
 import weakref
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import posix_ipc
 
-from .._errors import Timeout, from_posix_ipc, os_error
+from .._errors import TIMED_OUT, Timeout, finish_wait, from_posix_ipc, os_error, posix_errors
 from .._names import NAME_MAX, os_name
+from .._owned import Owned, release_handle
 from .._timeout import timeout as check_timeout
 
 __all__ = ["MessageQueue", "open", "unlink", "limits", "PRIORITY_MAX", "SYSCTL_DIR", "Timeout"]
@@ -143,29 +147,27 @@ def _limit_error(name: str, maxmsg: int, msgsize: int) -> OSError:
 def _create_error(exc: BaseException, name: str, maxmsg: int, msgsize: int) -> BaseException:
     if isinstance(exc, ValueError):  # posix_ipc's word for EINVAL
         return _limit_error(name, maxmsg, msgsize)
-    if isinstance(exc, OSError) and not exc.errno and "maximum number of files" in str(exc):
-        # EMFILE from mq_open: the descriptor limit, or (far more likely for a
-        # big queue) the per-user byte budget RLIMIT_MSGQUEUE.
-        import resource
+    err = from_posix_ipc(exc, name, creating=True)
+    if getattr(err, "errno", None) == errno.EMFILE and _can_open_a_descriptor():
+        # mq_open says EMFILE for two limits: the descriptors (then the
+        # plain "Too many open files" is the answer) and the per-user byte
+        # budget RLIMIT_MSGQUEUE, far more likely for a big queue.
         soft = resource.getrlimit(resource.RLIMIT_MSGQUEUE)[0]
         return os_error(errno.EMFILE, name,
                         f"cannot create a queue of {maxmsg} x {msgsize} bytes: over the "
                         f"per-user queue memory limit RLIMIT_MSGQUEUE ({soft} bytes, "
                         f"ulimit -q) or the open-files limit")
-    return from_posix_ipc(exc, name, creating=True)
+    return err
 
 
-def _release(mq: posix_ipc.MessageQueue, osname: str | None) -> None:
-    """Finalizer: close the descriptor, and remove the name if we made it."""
+def _can_open_a_descriptor() -> bool:
+    """Whether the descriptor limit leaves room for one more (a probe that
+    closes what it opens; its own EMFILE is the answer)."""
     try:
-        mq.close()
-    except Exception:
-        pass
-    if osname is not None:
-        try:
-            posix_ipc.unlink_message_queue(osname)
-        except Exception:
-            pass
+        os.close(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        return exc.errno != errno.EMFILE
+    return True
 
 
 class MessageQueue:
@@ -194,16 +196,18 @@ class MessageQueue:
             except (posix_ipc.Error, OSError, ValueError) as exc:
                 raise _create_error(exc, osname, maxmsg, msgsize) from None
         else:
-            try:
+            with posix_errors(osname):
                 mq = posix_ipc.MessageQueue(osname)
-            except (posix_ipc.Error, OSError, ValueError) as exc:
-                raise from_posix_ipc(exc, osname, creating=False) from None
         self._mq: posix_ipc.MessageQueue | None = mq
         self.name: str = osname
         #: The most messages the queue holds, and the largest message (bytes).
         self.maxmsg: int = mq.max_messages
         self.msgsize: int = mq.max_message_size
-        self._finalizer = weakref.finalize(self, _release, mq, osname if self.created else None)
+        # The name is the creator's to remove (ipc/_owned.py: only in the
+        # creating process, at most once).
+        self._owned = Owned(partial(posix_ipc.unlink_message_queue, osname)) \
+            if self.created else None
+        self._finalizer = weakref.finalize(self, release_handle, mq.close, self._owned)
 
     # -- the two verbs ----------------------------------------------------------
 
@@ -232,12 +236,12 @@ class MessageQueue:
         start = time.monotonic() if timeout else 0.0
         try:
             mq.send(message, timeout, priority)
-        except posix_ipc.BusyError:
-            raise os_error(errno.ETIMEDOUT, self.name) from None
-        except posix_ipc.SignalError:
-            self._retry(mq.send, timeout, start, message, priority=priority)
-        except posix_ipc.ExistentialError:
-            raise self._gone() from None
+            return
+        except posix_ipc.Error as exc:
+            sent = finish_wait(exc, mq.send, timeout, start, self._gone, self.name,
+                               message, priority=priority)
+        if sent is TIMED_OUT:
+            raise os_error(errno.ETIMEDOUT, self.name)
 
     def receive(self, timeout: float | None = None) -> tuple[bytes, int]:
         """Take the oldest message of the highest priority: ``(data, priority)``.
@@ -253,27 +257,11 @@ class MessageQueue:
         start = time.monotonic() if timeout else 0.0
         try:
             return mq.receive(timeout)
-        except posix_ipc.BusyError:
-            raise os_error(errno.ETIMEDOUT, self.name) from None
-        except posix_ipc.SignalError:
-            return self._retry(mq.receive, timeout, start)
-        except posix_ipc.ExistentialError:
-            raise self._gone() from None
-
-    def _retry(self, call, timeout, start, *args, **kwargs):
-        """Wait on after EINTR.  The signal's Python handler has run by now:
-        Ctrl-C raised KeyboardInterrupt already; for any other signal whose
-        handler returned we wait out the rest of the timeout (PEP 475)."""
-        while True:
-            t = max(timeout - (time.monotonic() - start), 0.0) if timeout else timeout
-            try:
-                return call(*args, timeout=t, **kwargs)
-            except posix_ipc.BusyError:
-                raise os_error(errno.ETIMEDOUT, self.name) from None
-            except posix_ipc.SignalError:
-                continue
-            except posix_ipc.ExistentialError:
-                raise self._gone() from None
+        except posix_ipc.Error as exc:
+            got = finish_wait(exc, mq.receive, timeout, start, self._gone, self.name)
+        if got is TIMED_OUT:
+            raise os_error(errno.ETIMEDOUT, self.name)
+        return got
 
     def _gone(self) -> Exception:
         if self._mq is None:  # closed by another thread meanwhile
@@ -323,6 +311,13 @@ class MessageQueue:
         return self._open().current_messages
 
     @property
+    def owner(self) -> bool:
+        """True while this handle will remove the name when closed: in the
+        creating process, until ``unlink()`` or ``close()``.  (``created``
+        says whether this handle created the queue.)"""
+        return self._owned is not None and self._owned.held
+
+    @property
     def closed(self) -> bool:
         return self._mq is None
 
@@ -341,10 +336,9 @@ class MessageQueue:
     def unlink(self) -> None:
         """Remove the queue's name now (open handles keep working)."""
         self._open()
-        if self.created and self._finalizer.alive:
+        if self._owned is not None:
             # the creator's close must not remove a later queue of that name
-            mq = self._finalizer.detach()[2][0]
-            self._finalizer = weakref.finalize(self, _release, mq, None)
+            self._owned.detach()
         unlink(self.name[1:])
 
     def __enter__(self) -> "MessageQueue":
@@ -367,7 +361,5 @@ def open(name: str | bytes, maxmsg: int | None = None, msgsize: int | None = Non
 def unlink(name: str | bytes) -> None:
     """Remove the queue's name (``FileNotFoundError`` if there is none)."""
     osname = os_name(name, NAME_MAX)
-    try:
+    with posix_errors(osname):
         posix_ipc.unlink_message_queue(osname)
-    except (posix_ipc.Error, OSError) as exc:
-        raise from_posix_ipc(exc, osname) from None

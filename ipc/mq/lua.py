@@ -13,7 +13,8 @@ import time
 
 import posix_ipc
 
-from . import PRIORITY_MAX, MessageQueue, Timeout
+from .._errors import TIMED_OUT, finish_wait
+from . import PRIORITY_MAX, MessageQueue
 
 __all__ = ["open", "send", "receive", "close", "count", "PRIORITY_MAX"]
 
@@ -37,17 +38,9 @@ def send(q: MessageQueue, message: bytes, timeout, priority: int) -> bool:
     try:
         mq.send(message, timeout, priority)   # the hot path: posix_ipc itself
         return True
-    except posix_ipc.BusyError:
-        return False
-    except posix_ipc.SignalError:
-        pass
-    except posix_ipc.ExistentialError:
-        raise q._gone() from None
-    try:
-        q._retry(mq.send, timeout, start, message, priority=priority)
-        return True
-    except Timeout:
-        return False
+    except posix_ipc.Error as exc:
+        return finish_wait(exc, mq.send, timeout, start, q._gone, q.name,
+                           message, priority=priority) is not TIMED_OUT
 
 
 def receive(q: MessageQueue, timeout):
@@ -56,16 +49,9 @@ def receive(q: MessageQueue, timeout):
     start = time.monotonic() if timeout else 0.0
     try:
         return mq.receive(timeout)
-    except posix_ipc.BusyError:
-        return False
-    except posix_ipc.SignalError:
-        pass
-    except posix_ipc.ExistentialError:
-        raise q._gone() from None
-    try:
-        return q._retry(mq.receive, timeout, start)
-    except Timeout:
-        return False
+    except posix_ipc.Error as exc:
+        got = finish_wait(exc, mq.receive, timeout, start, q._gone, q.name)
+    return False if got is TIMED_OUT else got
 
 
 def count(q: MessageQueue) -> int:

@@ -43,7 +43,7 @@ import time
 import weakref
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
-from .._errors import Timeout, os_error
+from .._errors import Timeout, os_error, os_errors
 from .._timeout import timeout as check_timeout
 
 __all__ = ["spawn", "pipeline", "run", "Process", "Pipeline", "Result",
@@ -83,17 +83,17 @@ def _wait_exit(popen: subprocess.Popen, timeout: float | None) -> bool:
     if timeout > 0 and hasattr(os, "pidfd_open"):
         try:
             pidfd = os.pidfd_open(popen.pid)
-        except OSError:  # already reaped elsewhere, or no pidfd support
+        except OSError:  # reaped elsewhere, no pidfd support, or EMFILE: wait below
             pidfd = -1
         if pidfd >= 0:
             try:
                 p = select.poll()
                 p.register(pidfd, select.POLLIN)
-                if not p.poll(timeout * 1000):
-                    return popen.poll() is not None
+                p.poll(timeout * 1000)
             finally:
                 os.close(pidfd)
-    elif timeout > 0:
+            return popen.poll() is not None
+    if timeout > 0:
         try:
             popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -451,21 +451,29 @@ class _Handle:
 
     def kill_tree(self, sig: int = _signal.SIGKILL) -> None:
         """Send ``sig`` to the child(ren) and all their descendants (psutil),
-        e.g. what a shell command started in the background."""
-        import psutil
-        victims = []
-        for p in self._popens:
-            if p.returncode is not None:
-                continue
-            try:
-                root = psutil.Process(p.pid)
-                kids = root.children(recursive=True)
-            except psutil.Error:
-                continue
-            # the parent first: it cannot react to its children dying (a
-            # shell's `wait` returning, a supervisor restarting them)
-            victims.append(root)
-            victims.extend(kids)
+        e.g. what a shell command started in the background.
+
+        Where the tree cannot be read (no descriptor left for psutil's
+        import or for /proc: EMFILE), the children still get ``sig``:
+        shutdown() runs on the error paths, and must end them there too."""
+        try:
+            import psutil  # ~14 ms: paid by the first tree killed, not by every import
+            victims = []
+            for p in self._popens:
+                if p.returncode is not None:
+                    continue
+                try:
+                    root = psutil.Process(p.pid)
+                    kids = root.children(recursive=True)
+                except psutil.Error:
+                    continue
+                # the parent first: it cannot react to its children dying (a
+                # shell's `wait` returning, a supervisor restarting them)
+                victims.append(root)
+                victims.extend(kids)
+        except (ImportError, OSError):
+            self.send_signal(sig)
+            return
         for v in victims:
             try:
                 v.send_signal(sig)
@@ -638,17 +646,23 @@ class Pipeline(_Handle):
 
 def spawn(cmd: Command, *, stdin=None, stdout=None, stderr=None,
           callback: Callback | None = None, cwd=None, env=None) -> Process:
-    """Start ``cmd`` (a shell string, or a list of arguments: no shell)."""
-    return Process(cmd, stdin=stdin, stdout=stdout, stderr=stderr, callback=callback,
-                   cwd=cwd, env=env)
+    """Start ``cmd`` (a shell string, or a list of arguments: no shell).
+
+    An OS failure (EMFILE for a pipe, ENOENT for the command...) raises the
+    ``IPCError`` of its errno."""
+    with os_errors():
+        return Process(cmd, stdin=stdin, stdout=stdout, stderr=stderr, callback=callback,
+                       cwd=cwd, env=env)
 
 
 def pipeline(cmds: Sequence[Command], *, stdin=None, stdout=None, stderr=None,
              callback: Callback | None = None, cwd=None, env=None) -> Pipeline:
     """Start ``cmds[0] | cmds[1] | ...`` (each a list of arguments or a
-    shell string), connected by pipes that do not pass through Python."""
-    return Pipeline(cmds, stdin=stdin, stdout=stdout, stderr=stderr, callback=callback,
-                    cwd=cwd, env=env)
+    shell string), connected by pipes that do not pass through Python.
+    OS failures as in ``spawn``."""
+    with os_errors():
+        return Pipeline(cmds, stdin=stdin, stdout=stdout, stderr=stderr, callback=callback,
+                        cwd=cwd, env=env)
 
 
 class Result(tuple):
@@ -675,9 +689,9 @@ def run(cmd: Command | Sequence[Command], input: bytes | None = None, *,
 
     is_pipeline = (not isinstance(cmd, (str, bytes)) and cmd
                    and all(not isinstance(c, (str, bytes)) for c in cmd))
-    kind = Pipeline if is_pipeline else Process
-    h = kind(cmd, stdin=True if input is not None else DEVNULL, stdout=True, stderr=True,
-             callback=collect, cwd=cwd, env=env)
+    start = pipeline if is_pipeline else spawn
+    h = start(cmd, stdin=True if input is not None else DEVNULL, stdout=True, stderr=True,
+              callback=collect, cwd=cwd, env=env)
     with h:
         if input is not None:
             h.write(input)

@@ -16,9 +16,9 @@ import weakref
 
 import posix_ipc
 
-from .._errors import from_posix_ipc
+from .._errors import TIMED_OUT, finish_wait, from_posix_ipc
 from ..lua.support import anew
-from . import Semaphore, _INVALID, _wait
+from . import Semaphore, _invalid
 
 __all__ = ["open", "pointer", "dec", "failed", "close"]
 
@@ -64,13 +64,14 @@ def failed(s: Semaphore, exc: BaseException, blocking: bool):
     """A fast-path call raised ``exc``: finish the job or raise what Lua
     should see.  A signal whose handler returned (SignalError) resumes a
     blocking wait, as PEP 475; Ctrl-C arrives as KeyboardInterrupt."""
-    if blocking and isinstance(exc, posix_ipc.SignalError):
-        return _wait(s._sem, None, s.os_name)
-    if isinstance(exc, posix_ipc.ExistentialError):
-        raise ValueError(_INVALID)
-    if isinstance(exc, posix_ipc.Error):
-        raise from_posix_ipc(exc, s.os_name)
-    raise anew(exc)  # not exc itself: Lua has that object already
+    if not isinstance(exc, posix_ipc.Error):
+        raise anew(exc)  # not exc itself: Lua has that object already
+    if blocking:
+        return finish_wait(exc, s._checked().acquire, None, 0.0, _invalid,
+                           s.os_name) is not TIMED_OUT
+    if isinstance(exc, posix_ipc.ExistentialError):  # inc() on a closed semaphore
+        raise _invalid()
+    raise from_posix_ipc(exc, s.os_name)
 
 
 def close(s: Semaphore) -> bool:

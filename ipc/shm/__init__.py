@@ -20,14 +20,16 @@ from __future__ import annotations
 import errno
 import mmap as _mmap
 import os
+from functools import partial
 
 import posix_ipc
 
-from .._errors import from_posix_ipc, os_error
+from .._errors import os_error, posix_errors
 from .._memfile import MemFile, _index
 from .._names import os_name
+from .._owned import Owned, release_handle
 
-__all__ = ["SharedMemory", "create", "attach", "unlink"]
+__all__ = ["SharedMemory", "attach", "create", "unlink"]
 
 
 class SharedMemory(MemFile):
@@ -38,48 +40,40 @@ class SharedMemory(MemFile):
     def __init__(self, mm: _mmap.mmap, name: str, osname: str, owner: bool):
         self._mm = mm
         self._osname = osname
-        # Shared with the release function (which must not reference self):
-        # [unlink at close?]; only in the process that created the segment.
-        self._owner = [owner, os.getpid()]
+        # The name is the creator's to remove (ipc/_owned.py: only in the
+        # creating process, at most once).
+        self._owned = Owned(partial(posix_ipc.unlink_shared_memory, osname)) if owner else None
         super().__init__(mm, readable=True, writable=True, name=name,
-                         release=_releaser(mm, osname, self._owner))
+                         release=partial(release_handle, partial(_unmap, mm), self._owned))
 
     @property
     def owner(self) -> bool:
-        """True in the creating process until the name is removed."""
-        return self._owner[0]
+        """True while this handle will remove the name when closed: in the
+        creating process, until ``unlink()`` or ``close()``."""
+        return self._owned is not None and self._owned.held
 
     def unlink(self) -> None:
         """Remove the name now (the memory stays mapped until closed).
 
         Raises ``FileNotFoundError`` (an ``ipc.NotFoundError``) if the name
         is gone already."""
-        self._owner[0] = False
+        if self._owned is not None:
+            self._owned.detach()
         _unlink(self._osname, self.name)
 
 
-def _releaser(mm: _mmap.mmap, osname: str, owner: list):
-    def release() -> None:
-        try:
-            mm.close()
-        except BufferError:
-            # A view from .buf is still alive: the mapping goes with the
-            # last view (the mmap object's own finalizer unmaps it).
-            pass
-        if owner[0] and owner[1] == os.getpid():
-            owner[0] = False
-            try:
-                posix_ipc.unlink_shared_memory(osname)
-            except posix_ipc.Error:
-                pass  # gone already: LuaIPC ignores shm_unlink's result too
-    return release
+def _unmap(mm: _mmap.mmap) -> None:
+    try:
+        mm.close()
+    except BufferError:
+        # A view from .buf is still alive: the mapping goes with the
+        # last view (the mmap object's own finalizer unmaps it).
+        pass
 
 
 def _unlink(osname: str, name: object) -> None:
-    try:
+    with posix_errors(name):
         posix_ipc.unlink_shared_memory(osname)
-    except posix_ipc.Error as exc:
-        raise from_posix_ipc(exc, name) from None
 
 
 def unlink(name: str | bytes) -> None:
@@ -90,19 +84,25 @@ def unlink(name: str | bytes) -> None:
 def create(name: str | bytes, size: int) -> SharedMemory:
     """Create a new segment of ``size`` bytes and map it.
 
-    Raises ``FileExistsError`` if the name is taken, ``IPCError(EINVAL)``
-    for a size < 1 or a name with ``/`` (nothing is created then).
+    The segment's pages are reserved now, so a segment that was created can
+    always be written in full.  Raises ``FileExistsError`` if the name is
+    taken, ``IPCError(ENOSPC)`` if the segment does not fit in the free
+    space of ``/dev/shm``, ``IPCError(EINVAL)`` for a size < 1 or a name
+    with ``/`` (nothing is left behind then).
     """
     osname = os_name(name)
     size = _index(size, "size")
     if size <= 0:
         raise os_error(errno.EINVAL, name)
-    try:
+    with posix_errors(name, creating=True):
         seg = posix_ipc.SharedMemory(osname, posix_ipc.O_CREX, mode=0o600)
-    except posix_ipc.Error as exc:
-        raise from_posix_ipc(exc, name, creating=True) from None
     try:
-        os.ftruncate(seg.fd, size)
+        # Size the segment and reserve its pages.  ftruncate alone makes a
+        # sparse file: tmpfs gives each page on first touch, and a touch that
+        # finds no free page is SIGBUS (the writer dies, and so does anyone
+        # who then writes an untouched page of an older segment).
+        # posix_fallocate fails with ENOSPC here instead.
+        os.posix_fallocate(seg.fd, 0, size)
         mm = _mmap.mmap(seg.fd, size)
     except (OSError, OverflowError, ValueError) as exc:
         # Leave nothing half made behind.
@@ -120,10 +120,8 @@ def create(name: str | bytes, size: int) -> SharedMemory:
 def attach(name: str | bytes) -> SharedMemory:
     """Map the existing segment ``name`` (``FileNotFoundError`` if none)."""
     osname = os_name(name)
-    try:
+    with posix_errors(name):
         seg = posix_ipc.SharedMemory(osname)
-    except posix_ipc.Error as exc:
-        raise from_posix_ipc(exc, name) from None
     try:
         size = os.fstat(seg.fd).st_size
         if size <= 0:  # mmap() refuses an empty segment, as in LuaIPC
