@@ -8,6 +8,12 @@ On LuaJIT the face goes further: ``sem_post`` and ``sem_trywait`` through
 the FFI on a ``sem_t*`` of the same semaphore (``pointer()``), falling back
 to posix_ipc when the count is 0 (a blocking wait, which must stay
 interruptible) or on any error (which posix_ipc then reports).
+
+The bound ``acquire`` waits in sem_wait itself, unlike ``Semaphore.dec``,
+which waits in slices so that another thread's ``close()`` can end it: no
+other thread can close the handle meanwhile, because the Python handle is
+reachable only from this Lua state and a LuaRuntime runs one thread at a
+time (a thread blocked in ``s:dec()`` holds the runtime).
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import weakref
 import posix_ipc
 
 from .._errors import from_posix_ipc
-from . import Semaphore, _INVALID, _wait
+from . import _INVALID, Semaphore
 
 
 def open(name: bytes, n: int):  # noqa: A001
@@ -62,7 +68,7 @@ def failed(s: Semaphore, exc: BaseException, blocking: bool):
     should see.  A signal whose handler returned (SignalError) resumes a
     blocking wait, as PEP 475; Ctrl-C arrives as KeyboardInterrupt."""
     if blocking and isinstance(exc, posix_ipc.SignalError):
-        return _wait(s._sem, None, s.os_name)
+        return s.dec()
     if isinstance(exc, posix_ipc.ExistentialError):
         raise ValueError(_INVALID)
     if isinstance(exc, posix_ipc.Error):
