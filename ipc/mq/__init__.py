@@ -194,7 +194,7 @@ class _Wakeup:
             try:
                 self.fds.append(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))
             except OSError as exc:
-                raise os_error(exc.errno, q.name) from None
+                raise os_error(exc.errno or errno.EMFILE, q.name) from None
         if q._mq is None:
             raise ValueError(_CLOSED_WHILE_WAITING)
         return self.fds[0]

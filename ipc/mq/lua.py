@@ -29,7 +29,8 @@ def open(name: bytes, maxmsg, msgsize):
     if isinstance(msgsize, float):
         msgsize = int(msgsize)
     q = MessageQueue(name, maxmsg, msgsize)
-    return q, q.msgsize, q.maxmsg, q._mq.send, q._mq.receive
+    mq = q._open()
+    return q, q.msgsize, q.maxmsg, mq.send, mq.receive
 
 
 def send(q: MessageQueue, message: bytes, timeout, priority: int) -> bool:
