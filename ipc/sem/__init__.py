@@ -142,8 +142,16 @@ class Semaphore:
         does.  ``close()`` from another thread ends it with a ValueError,
         and a unit taken as the handle was closed is given back.
         """
+        # The first slice of the wait (see _wait) is the whole call when the
+        # count is not 0, or is posted to soon: one sem_timedwait.
+        first = _SLICE_FIRST
+        deadline = None
         if timeout is not None:
             timeout = check_timeout(timeout)
+            if timeout is not None:
+                deadline = time.monotonic() + timeout
+                if timeout < first:
+                    first = timeout
         calls = self._inflight.calls
         calls.append(None)                    # see ipc/_inflight.py
         try:
@@ -151,9 +159,9 @@ class Semaphore:
             if sem is None:
                 raise ValueError(_INVALID)
             try:
-                sem.acquire(0)                # sem_trywait: the uncontended case
-            except posix_ipc.BusyError:
-                if timeout == 0 or not _wait(self, sem, timeout):
+                sem.acquire(first)            # 0: sem_trywait
+            except (posix_ipc.BusyError, posix_ipc.SignalError):
+                if timeout == 0 or not _wait(self, sem, deadline):
                     return False
             except Exception as exc:
                 raise from_posix_ipc(exc, self.os_name) from None
@@ -242,9 +250,10 @@ class Semaphore:
         raise TypeError("a Semaphore handle cannot be pickled; open it by name")
 
 
-def _wait(s: Semaphore, sem: posix_ipc.Semaphore, timeout: float | None) -> bool:
-    """The blocking part of ``s.dec(timeout)``: True once a unit is taken,
-    False when the timeout ran out, ValueError when s is closed meanwhile.
+def _wait(s: Semaphore, sem: posix_ipc.Semaphore, deadline: float | None) -> bool:
+    """The rest of ``s.dec()`` after its first slice: True once a unit is
+    taken, False at the ``deadline`` (``time.monotonic()``; None: never),
+    ValueError when s is closed meanwhile.
 
     Why slices: a POSIX semaphore cannot be waited on together with
     anything else (it is no descriptor), and only a signal ends a sem_wait
@@ -257,9 +266,10 @@ def _wait(s: Semaphore, sem: posix_ipc.Semaphore, timeout: float | None) -> bool
     timer wake-up costs 40-80 us, 0.08-0.17 ms of CPU a second per waiting
     thread over a 10 s wait (fixed 0.1 s slices: 0.8-1.1 ms).
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    piece = _SLICE_FIRST
+    piece = 2 * _SLICE_FIRST
     while True:
+        if s._sem is None:
+            raise ValueError(_CLOSED_WHILE_WAITING)
         if deadline is None:
             t = piece
         else:
@@ -275,8 +285,6 @@ def _wait(s: Semaphore, sem: posix_ipc.Semaphore, timeout: float | None) -> bool
             pass  # a slice ran out, or a signal's handler returned: wait on (PEP 475)
         except Exception as exc:
             raise from_posix_ipc(exc, s.os_name) from None
-        if s._sem is None:
-            raise ValueError(_CLOSED_WHILE_WAITING)
 
 
 def open(name: str | bytes, n: int = 0) -> Semaphore:  # noqa: A001 (LuaIPC's verb)
