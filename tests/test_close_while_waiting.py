@@ -29,7 +29,7 @@ import ipc.sem
 pytestmark = pytest.mark.timeout(120)
 
 CHILD = r"""
-import json, sys, threading, time
+import json, os, sys, threading, time
 import ipc.mq, ipc.sem
 
 kind, name = sys.argv[1], sys.argv[2]
@@ -72,7 +72,23 @@ while not all(inside_wait(sys._current_frames().get(t.ident)) for t in threads):
 h.close()
 for t in threads:
     t.join(30)
-print(json.dumps({"alive": [t.is_alive() for t in threads], "results": results}), flush=True)
+
+def still_open():
+    # Whether this process still maps the semaphore, or has a descriptor of
+    # the queue or an eventfd: the OS close must have run once the calls left.
+    if kind == "sem":
+        with open("/proc/self/maps") as f:
+            return "sem." + name in f.read()
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    return "/" + name in links or any("eventfd" in link for link in links)
+
+print(json.dumps({"alive": [t.is_alive() for t in threads], "results": results,
+                  "still_open": still_open()}), flush=True)
 time.sleep(2)                              # past the 1.5 s timeout
 print("done", flush=True)
 """
@@ -91,6 +107,7 @@ def _closed_report(child) -> dict:
     assert line, f"the child died: {child.wait(timeout=30)} {child.stderr.read()}"
     report = json.loads(line)
     assert report["alive"] == [False, False, False], report
+    assert report["still_open"] is False, report
     return report["results"]
 
 
