@@ -13,16 +13,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import time
-
-TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms of start-up
-if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Callable
-    from typing import Any
 
 __all__ = [
-    "TIMED_OUT", "ExistsError", "IPCError", "Interrupted", "NotFoundError",
-    "PermissionDenied", "Timeout", "finish_wait", "from_posix_ipc", "os_error",
+    "ExistsError", "IPCError", "Interrupted", "NotFoundError",
+    "PermissionDenied", "Timeout", "from_posix_ipc", "os_error",
     "os_errors", "posix_errors",
 ]
 
@@ -153,51 +147,3 @@ class posix_errors(os_errors):
         translated = from_posix_ipc(exc, self.name, creating=self.creating)
         if translated is not exc:
             raise translated from None
-
-
-class _TimedOut:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "TIMED_OUT"
-
-
-#: What ``finish_wait`` returns when the wait ran out of time; each face
-#: says it its own way (``False`` to Lua, ``ipc.Timeout`` in Python).
-TIMED_OUT = _TimedOut()
-
-
-def finish_wait(exc: BaseException, wait: Callable[..., Any], timeout: float | None,
-                start: float, closed: Callable[[], BaseException], name: object,
-                *args: Any, **kwargs: Any) -> Any:
-    """The rest of a posix_ipc wait (``sem.acquire``, ``mq.send``,
-    ``mq.receive``) that raised ``exc``: the one translation of its errors.
-
-    The hot paths call the wait in a bare ``try`` (free when nothing is
-    raised) and hand the exception here, with the wait itself, how long it
-    may take from ``start`` (``time.monotonic()``), and its arguments:
-
-    * BusyError (EAGAIN, ETIMEDOUT): the time ran out: ``TIMED_OUT``;
-    * SignalError (EINTR): a signal's Python handler ran and returned (one
-      that raises, as Ctrl-C's, ends the wait with its own exception), so
-      wait on for what is left of the timeout (PEP 475): the wait's result;
-    * ExistentialError (EBADF, EINVAL): the handle was closed under the
-      wait: ``closed()`` is raised;
-    * anything else: the IPCError of ``from_posix_ipc``.
-    """
-    # Not an import on the error path: posix_ipc raised exc, so it is
-    # loaded and this only finds it in sys.modules.
-    import posix_ipc
-
-    while True:
-        if isinstance(exc, posix_ipc.BusyError):
-            return TIMED_OUT
-        if isinstance(exc, posix_ipc.ExistentialError):
-            raise closed() from None
-        if not isinstance(exc, posix_ipc.SignalError):
-            raise from_posix_ipc(exc, name) from None
-        left = max(0.0, timeout - (time.monotonic() - start)) if timeout else timeout
-        try:
-            return wait(*args, timeout=left, **kwargs)
-        except posix_ipc.Error as again:
-            exc = again

@@ -1,8 +1,8 @@
 """A signal whose handler returns resumes every wait (PEP 475).
 
-Every blocking sem/mq call of both faces goes through one translation of
-posix_ipc's wait errors (``ipc._errors.finish_wait``); these tests reach
-it for real: a child blocks (timed and untimed), gets SIGUSR1 twice (its
+Every blocking sem/mq call of both faces retries after a signal whose
+handler returned (sem: its slices; mq: poll()); these tests reach it for
+real: a child blocks (timed and untimed), gets SIGUSR1 twice (its
 Python handler prints and returns), must still be blocked, and finishes
 normally once the parent gives it what it waits for.
 """

@@ -266,8 +266,8 @@ if c == 0:
     s = ipc.sem.open(name, 1)
     creator = os.getpid()
     if os.fork() == 0:
-        while os.getppid() == creator:   # until the creator is gone
-            time.sleep(0.01)
+        while os.path.exists(f"/proc/{creator}"):  # until it is gone and reaped
+            time.sleep(0.01)                         # (a zombie still holds the pid)
         with open("/proc/sys/kernel/ns_last_pid", "w") as f:
             f.write(str(creator - 1))    # the next pid is the creator's
         g = os.fork()

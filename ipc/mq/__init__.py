@@ -20,7 +20,9 @@ Messages are bytes.  ``receive`` returns the oldest message of the highest
 priority.  Timeouts: ``None`` waits forever, ``0`` tries once, ``t > 0``
 waits at most ``t`` seconds, then raises ``ipc.Timeout``.  Ctrl-C ends a
 blocked call with ``KeyboardInterrupt``; other signals whose handlers return
-do not end it (PEP 475).
+do not end it (PEP 475).  One handle may be shared by threads; closing it
+while others are blocked in ``send``/``receive`` ends their calls with
+``ValueError("message queue closed while waiting")`` and takes no message.
 
 The OS limits the sizes of queues (see ``limits()``); a request over a limit
 fails with a message that names it, e.g. ``maxmsg 100 exceeds the system
@@ -30,20 +32,23 @@ from __future__ import annotations
 
 import builtins
 import errno
+import math
 import os
 import pickle
 import resource
+import select
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
 import posix_ipc
 
-from .._errors import TIMED_OUT, Timeout, finish_wait, from_posix_ipc, os_error, posix_errors
+from .._errors import Timeout, from_posix_ipc, os_error, posix_errors
+from .._inflight import InFlight
 from .._names import NAME_MAX, os_name
-from .._owned import Owned, release_handle
+from .._owned import Owned
 from .._timeout import timeout as check_timeout
 
 __all__ = ["MessageQueue", "open", "unlink", "limits", "PRIORITY_MAX", "SYSCTL_DIR", "Timeout"]
@@ -93,6 +98,12 @@ _timeout = check_timeout  # the one rule: ipc/_timeout.py
 
 
 _CLOSED = "I/O operation on closed message queue"
+#: What a blocked send()/receive() says when another thread closes its
+#: handle: a ValueError, as for any use of a closed handle (the program
+#: closed a handle it was still using: misuse, not an OS failure).
+_CLOSED_WHILE_WAITING = "message queue closed while waiting"
+#: poll() takes a C int of milliseconds; a longer wait polls again.
+_POLL_MAX_MS = 2**31 - 1
 
 
 def _as_bytes(message: Any) -> bytes:
@@ -170,12 +181,71 @@ def _can_open_a_descriptor() -> bool:
     return True
 
 
+class _Wakeup:
+    """What a blocked call polls besides the queue, and ``close()`` sets.
+
+    An eventfd, made by the first call that blocks (an idle handle costs no
+    descriptor).  Once set it stays readable, so it wakes every thread
+    polling on it, and none of them takes a message.  No lock (a fork must
+    not inherit one held): ``fds`` only grows until the OS close, and
+    close() is itself in flight while it sets them (see MessageQueue.close).
+    """
+
+    __slots__ = ("fds",)
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+
+    def get(self, q: MessageQueue) -> int:
+        """The descriptor to poll; ValueError if q was closed meanwhile.
+
+        Looked up *before* the closed check: close() marks q closed *before*
+        it sets the descriptors, so either it sets ours or we see q closed.
+        (Two threads may make one each at the same moment: both are kept.)
+        """
+        if not self.fds:
+            try:
+                self.fds.append(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))
+            except OSError as exc:
+                raise os_error(exc.errno or errno.EMFILE, q.name) from None
+        if q._mq is None:
+            raise ValueError(_CLOSED_WHILE_WAITING)
+        return self.fds[0]
+
+    def set(self) -> None:
+        for fd in list(self.fds):
+            os.eventfd_write(fd, 1)
+
+    def close(self) -> None:
+        while self.fds:
+            os.close(self.fds.pop())
+
+
+def _close_queue(mq: posix_ipc.MessageQueue, wakeup: _Wakeup) -> None:
+    """The OS close of a handle, once no call uses it (see InFlight)."""
+    mq.close()
+    wakeup.close()
+
+
+def _release(owned: Owned | None) -> None:
+    """Finalizer and close(): the creator's name goes (ipc/_owned.py: only
+    in the creating process, at most once).  Never raises.  (mq_close is
+    not done here but by the handle's InFlight, once no thread is inside a
+    call on the descriptor.)"""
+    if owned is not None:
+        owned.release()
+
+
 class MessageQueue:
     """A handle to a named POSIX message queue (see the module docstring).
 
     ``MessageQueue(name, maxmsg=None, msgsize=None)``: with a size given it
     creates the queue (``maxmsg`` defaults to the system's ``msg_default``,
     ``msgsize`` to ``msgsize_default``), without, it opens an existing one.
+
+    The descriptor is non-blocking (O_NONBLOCK): a call that would block
+    polls the queue's descriptor and the handle's ``_Wakeup`` instead (see
+    ``_wait``), so that ``close()`` from another thread ends it at once.
     """
 
     def __init__(self, name: str | bytes, maxmsg: int | None = None,
@@ -192,12 +262,13 @@ class MessageQueue:
                 # overflows on a size past 2**63
                 raise _limit_error(osname, maxmsg, msgsize)
             try:
-                mq = posix_ipc.MessageQueue(osname, posix_ipc.O_CREX, 0o600, maxmsg, msgsize)
+                mq = posix_ipc.MessageQueue(osname, posix_ipc.O_CREX | posix_ipc.O_NONBLOCK,
+                                            0o600, maxmsg, msgsize)
             except (posix_ipc.Error, OSError, ValueError) as exc:
                 raise _create_error(exc, osname, maxmsg, msgsize) from None
         else:
             with posix_errors(osname):
-                mq = posix_ipc.MessageQueue(osname)
+                mq = posix_ipc.MessageQueue(osname, posix_ipc.O_NONBLOCK)
         self._mq: posix_ipc.MessageQueue | None = mq
         self.name: str = osname
         #: The most messages the queue holds, and the largest message (bytes).
@@ -207,7 +278,13 @@ class MessageQueue:
         # creating process, at most once).
         self._owned = Owned(partial(posix_ipc.unlink_message_queue, osname)) \
             if self.created else None
-        self._finalizer = weakref.finalize(self, release_handle, mq.close, self._owned)
+        self._wakeup = _Wakeup()
+        self._inflight = InFlight(partial(_close_queue, mq, self._wakeup))
+        # mq_close when the handle is collected (no call can be in flight
+        # then: each holds the handle), but not at exit, where a daemon
+        # thread may still be inside one; exit closes it anyway.
+        weakref.finalize(self, self._inflight.close).atexit = False
+        self._finalizer = weakref.finalize(self, _release, self._owned)
 
     # -- the two verbs ----------------------------------------------------------
 
@@ -217,13 +294,10 @@ class MessageQueue:
 
         Raises ``ipc.Timeout`` when the timeout passes with the queue still
         full, ``ValueError`` for a message over ``msgsize`` bytes or a
-        priority outside ``0..PRIORITY_MAX``.
+        priority outside ``0..PRIORITY_MAX``, or when another thread closes
+        the handle meanwhile (the message is then not sent).
         """
-        # The hot path: a few cheap checks, then posix_ipc (which releases
-        # the GIL while it waits).
-        mq = self._mq
-        if mq is None:
-            raise ValueError(_CLOSED)
+        # The hot path: a few cheap checks, then posix_ipc's mq_send.
         if type(message) is not bytes:
             message = _as_bytes(message)
         if len(message) > self.msgsize:
@@ -233,40 +307,84 @@ class MessageQueue:
             priority = _check_priority(priority)
         if timeout is not None:
             timeout = _timeout(timeout)
-        start = time.monotonic() if timeout else 0.0
+        calls = self._inflight.calls
+        calls.append(None)                    # see ipc/_inflight.py
         try:
-            mq.send(message, timeout, priority)
-            return
-        except posix_ipc.Error as exc:
-            sent = finish_wait(exc, mq.send, timeout, start, self._gone, self.name,
-                               message, priority=priority)
-        if sent is TIMED_OUT:
-            raise os_error(errno.ETIMEDOUT, self.name)
+            mq = self._mq
+            if mq is None:
+                raise ValueError(_CLOSED)
+            try:
+                mq.send(message, None, priority)
+            except posix_ipc.BusyError:       # full (the descriptor never blocks)
+                self._wait(mq, select.POLLOUT, timeout, mq.send, message, None, priority)
+            except posix_ipc.ExistentialError:
+                raise os_error(errno.EBADF, self.name) from None
+        finally:
+            calls.pop()
+            if self._mq is None:
+                self._inflight.close()
 
     def receive(self, timeout: float | None = None) -> tuple[bytes, int]:
         """Take the oldest message of the highest priority: ``(data, priority)``.
 
         Waits while the queue is empty (see timeouts); raises ``ipc.Timeout``
-        when the timeout passes first.
+        when the timeout passes first, ``ValueError`` when another thread
+        closes the handle meanwhile (no message is taken then).
         """
-        mq = self._mq
-        if mq is None:
-            raise ValueError(_CLOSED)
         if timeout is not None:
             timeout = _timeout(timeout)
-        start = time.monotonic() if timeout else 0.0
+        calls = self._inflight.calls
+        calls.append(None)                    # see ipc/_inflight.py
         try:
-            return mq.receive(timeout)
-        except posix_ipc.Error as exc:
-            got = finish_wait(exc, mq.receive, timeout, start, self._gone, self.name)
-        if got is TIMED_OUT:
-            raise os_error(errno.ETIMEDOUT, self.name)
-        return got
+            mq = self._mq
+            if mq is None:
+                raise ValueError(_CLOSED)
+            try:
+                return mq.receive()
+            except posix_ipc.BusyError:       # empty (the descriptor never blocks)
+                return self._wait(mq, select.POLLIN, timeout, mq.receive)
+            except posix_ipc.ExistentialError:
+                raise os_error(errno.EBADF, self.name) from None
+        finally:
+            calls.pop()
+            if self._mq is None:
+                self._inflight.close()
 
-    def _gone(self) -> Exception:
-        if self._mq is None:  # closed by another thread meanwhile
-            return ValueError(_CLOSED)
-        return os_error(errno.EBADF, self.name)
+    def _wait(self, mq: posix_ipc.MessageQueue, event: int, timeout: float | None,
+              call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)`` found the queue full (``event`` POLLOUT) or empty
+        (POLLIN): poll until the queue is ready, then try again, until the
+        timeout passes (ipc.Timeout) or the handle is closed (ValueError).
+
+        poll() rather than a blocking mq_send/mq_receive, so that close()
+        can wake the call through the _Wakeup without taking or sending a
+        message.  poll() sleeps without waking up, retries after a signal
+        whose handler returned, and raises KeyboardInterrupt on Ctrl-C
+        (PEP 475).
+        """
+        if timeout == 0:
+            raise os_error(errno.ETIMEDOUT, self.name)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wakeup = self._wakeup.get(self)
+        poller = select.poll()
+        poller.register(mq.mqd, event)
+        poller.register(wakeup, select.POLLIN)
+        while True:
+            ms = None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise os_error(errno.ETIMEDOUT, self.name)
+                ms = min(math.ceil(left * 1000), _POLL_MAX_MS)
+            for fd, _ in poller.poll(ms):
+                if fd == wakeup:
+                    raise ValueError(_CLOSED_WHILE_WAITING)
+            try:
+                return call(*args)
+            except posix_ipc.BusyError:
+                pass  # another process was first, or the poll timed out: poll on
+            except posix_ipc.ExistentialError:
+                raise os_error(errno.EBADF, self.name) from None
 
     # -- pickled objects ---------------------------------------------------------
 
@@ -329,9 +447,20 @@ class MessageQueue:
 
     def close(self) -> None:
         """Close the handle (again: nothing); the creator's close also
-        removes the name."""
-        self._mq = None
-        self._finalizer()
+        removes the name.  Threads blocked in ``send``/``receive`` on this
+        handle get a ValueError; the descriptor is closed when the last of
+        them has left."""
+        if self._mq is None:
+            return
+        calls = self._inflight.calls
+        calls.append(None)      # the OS close must wait until the wake-up is set
+        try:
+            self._mq = None
+            self._wakeup.set()
+            self._finalizer()
+        finally:
+            calls.pop()
+            self._inflight.close()
 
     def unlink(self) -> None:
         """Remove the queue's name now (open handles keep working)."""

@@ -6,7 +6,9 @@
 --   h:close()                             ==> true
 --
 -- Runs unchanged on Lua 5.1-5.5 and LuaJIT.  Arguments are checked here, in
--- Lua, so the hot path is one pcall and one call into Python (ipc/mq/lua.py).
+-- Lua, so the hot path is one pcall of posix_ipc's own bound send/receive
+-- (the queue's descriptor never blocks: a full or empty queue fails at
+-- once); only then does ipc/mq/lua.py wait, or report the error.
 local S, core = ...
 local type, pcall, tostring, rawget = type, pcall, tostring, rawget
 local format = string.format
@@ -18,8 +20,8 @@ local PRIORITY_MAX = core.PRIORITY_MAX
 local FOREVER = 1e9      -- a longer timeout waits forever (as in the Python API)
 
 -- Private keys of the handle table: the Python handle (false once
--- closed), the queue's message size and capacity.
-local Q, SIZE, CAP = {}, {}, {}
+-- closed), the queue's message size and capacity, the bound send/receive.
+local Q, SIZE, CAP, SEND, RECV = {}, {}, {}, {}, {}
 
 local M = {}
 local methods = {}
@@ -55,10 +57,11 @@ function M.open(name, maxmsg, msgsize)
   if maxmsg and maxmsg < 1 then S.argerror(2, "open", "maxmsg must be positive") end
   if msgsize and msgsize < 1 then S.argerror(3, "open", "msgsize must be positive") end
   -- (toint gives nil past 2^63: the float goes on, and the kernel refuses it)
-  local q, size, cap = S.call(py_open, name, maxmsg and (toint(maxmsg) or maxmsg),
-                              msgsize and (toint(msgsize) or msgsize))
+  local q, size, cap, send, receive = S.call(py_open, name,
+                                            maxmsg and (toint(maxmsg) or maxmsg),
+                                            msgsize and (toint(msgsize) or msgsize))
   if not q then return nil, size, cap end           -- nil, message, errno
-  return S.new(MQ, { [Q] = q, [SIZE] = size, [CAP] = cap })
+  return S.new(MQ, { [Q] = q, [SIZE] = size, [CAP] = cap, [SEND] = send, [RECV] = receive })
 end
 
 function methods.send(self, msg, t, prio)
@@ -78,12 +81,20 @@ function methods.send(self, msg, t, prio)
     end
     prio = toint(prio)
   end
-  return S.call(py_send, q, msg, t, prio)
+  if pcall(self[SEND], msg, nil, prio) then return true end
+  return S.call(py_send, q, msg, t, prio)            -- full (or an error)
+end
+
+local function received(ok, ...)
+  if ok then return ... end
+  return nil
 end
 
 function methods.receive(self, t)
   local q = check(self, "receive")
-  return S.call(py_receive, q, timeout(t, 1, "receive"))
+  local data, prio = received(pcall(self[RECV]))
+  if data then return data, prio end
+  return S.call(py_receive, q, timeout(t, 1, "receive"))   -- empty (or an error)
 end
 
 -- Not in the issue, but cheap and handy: how many messages wait now.
@@ -95,7 +106,7 @@ function methods.close(self)
   if type(self) ~= "table" or rawget(self, Q) == nil then bad_self("close", self) end
   local q = self[Q]
   if q then
-    self[Q] = false
+    self[Q], self[SEND], self[RECV] = false, nil, nil
     S.call(py_close, q)          -- the creator's close removes the name
   end
   return true

@@ -9,18 +9,18 @@ face turns into ``nil, message, errno``.
 """
 from __future__ import annotations
 
-import time
-
-import posix_ipc
-
-from .._errors import TIMED_OUT, finish_wait
-from . import PRIORITY_MAX, MessageQueue
+from . import PRIORITY_MAX, MessageQueue, Timeout
 
 __all__ = ["open", "send", "receive", "close", "count", "PRIORITY_MAX"]
 
 
 def open(name: bytes, maxmsg, msgsize):
-    """``(handle, msgsize, maxmsg)``; the face keeps msgsize to check sizes.
+    """``(handle, msgsize, maxmsg, send, receive)``: the face keeps msgsize
+    to check sizes, and calls posix_ipc's bound ``send``/``receive`` first,
+    which never block (the descriptor is O_NONBLOCK) and need no InFlight
+    entry: nothing can close the handle during a call from Lua, since the
+    handle is reachable only from this Lua state and a LuaRuntime runs one
+    thread at a time.  A full or empty queue then comes here.
 
     The face has checked that the sizes are integral; on engines without
     integers (5.1, 5.2, LuaJIT), or past 2^63, they arrive as floats."""
@@ -29,29 +29,26 @@ def open(name: bytes, maxmsg, msgsize):
     if isinstance(msgsize, float):
         msgsize = int(msgsize)
     q = MessageQueue(name, maxmsg, msgsize)
-    return q, q.msgsize, q.maxmsg
+    mq = q._open()
+    return q, q.msgsize, q.maxmsg, mq.send, mq.receive
 
 
 def send(q: MessageQueue, message: bytes, timeout, priority: int) -> bool:
-    mq = q._mq
-    start = time.monotonic() if timeout else 0.0
+    """After the face's own try found the queue full: wait as ``timeout``
+    says; False when it passes."""
     try:
-        mq.send(message, timeout, priority)   # the hot path: posix_ipc itself
+        q.send(message, timeout, priority)
         return True
-    except posix_ipc.Error as exc:
-        return finish_wait(exc, mq.send, timeout, start, q._gone, q.name,
-                           message, priority=priority) is not TIMED_OUT
+    except Timeout:
+        return False
 
 
 def receive(q: MessageQueue, timeout):
     """``(data, priority)``, or False when the timeout passes."""
-    mq = q._mq
-    start = time.monotonic() if timeout else 0.0
     try:
-        return mq.receive(timeout)
-    except posix_ipc.Error as exc:
-        got = finish_wait(exc, mq.receive, timeout, start, q._gone, q.name)
-    return False if got is TIMED_OUT else got
+        return q.receive(timeout)
+    except Timeout:
+        return False
 
 
 def count(q: MessageQueue) -> int:

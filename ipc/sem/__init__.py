@@ -20,7 +20,11 @@ semaphores have no ``SEM_UNDO``, posix_ipc issue #53).  Two ways out:
   count back (the watchdog pattern of posix_ipc#53);
 * ``Ledger``: holders record themselves (pid and start time) in a small
   ledger file; ``Ledger.recover()`` gives back one unit per recorded holder
-  that is no longer alive.
+  that is no longer alive (see ``ipc/sem/_ledger.py``).
+
+Threads: ``close()`` while another thread waits in ``dec()`` ends that wait
+with ``ValueError("semaphore closed while waiting")`` (within a second)
+and takes no unit; the OS handle is closed when the last such call has left.
 """
 from __future__ import annotations
 
@@ -29,15 +33,18 @@ import os
 import time
 import weakref
 from functools import partial
-from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import posix_ipc
 
-from .._errors import TIMED_OUT, finish_wait, from_posix_ipc, os_error, posix_errors
+from .._errors import from_posix_ipc, os_error, posix_errors
+from .._inflight import InFlight
 from .._names import SEM_NAME_MAX, os_name
-from .._owned import Owned, release_handle
+from .._owned import Owned
 from .._timeout import timeout as check_timeout
+
+if TYPE_CHECKING:
+    from ._ledger import Ledger
 
 __all__ = ["Semaphore", "open", "unlink", "reset", "Ledger",
            "VALUE_SUPPORTED", "VALUE_MAX"]
@@ -48,6 +55,32 @@ VALUE_SUPPORTED: bool = bool(posix_ipc.SEMAPHORE_VALUE_SUPPORTED)
 VALUE_MAX: int = int(posix_ipc.SEMAPHORE_VALUE_MAX)
 
 _INVALID = "attempt to use invalid semaphore object"
+#: What a dec() says when another thread closed its handle during the wait.
+#: A ValueError, as for any use of a closed handle: the program closed a
+#: handle it was still using, which is misuse, not an OS failure.
+_CLOSED_WHILE_WAITING = "semaphore closed while waiting"
+
+#: A blocked dec() looks whether its handle was closed after 0.05 s, then
+#: twice as long after each look, at least once a second (see _wait for why
+#: it cannot be told).
+_SLICE_FIRST, _SLICE_MAX = 0.05, 1.0
+
+
+def __getattr__(name: str):
+    # Ledger imports psutil (tens of ms): only for programs that use it.
+    if name == "Ledger":
+        from ._ledger import Ledger
+        return Ledger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _release(owned: Owned | None) -> None:
+    """Finalizer and close(): the creator's name goes (ipc/_owned.py: only
+    in the creating process, at most once).  Never raises.  (sem_close is
+    not done here but by the handle's InFlight, once no thread waits on the
+    semaphore any more.)"""
+    if owned is not None:
+        owned.release()
 
 
 class Semaphore:
@@ -56,9 +89,11 @@ class Semaphore:
     The handle is a context manager that decrements on entry and
     increments on exit.  ``close()`` is idempotent; a handle that created
     the semaphore unlinks the name when closed or collected, as LuaIPC.
+    One handle may be shared by threads; closing it while others wait in
+    ``dec()`` ends their waits with a ValueError.
     """
 
-    __slots__ = ("name", "os_name", "_owned", "_sem", "_finalizer", "__weakref__")
+    __slots__ = ("__weakref__", "_finalizer", "_inflight", "_owned", "_sem", "name", "os_name")
 
     def __init__(self, name: str | bytes, n: int = 0) -> None:
         if isinstance(n, bool) or not isinstance(n, int):
@@ -78,34 +113,67 @@ class Semaphore:
         # creating process, at most once).
         self._owned = Owned(partial(posix_ipc.unlink_semaphore, path)) if creating else None
         self._sem: Optional[posix_ipc.Semaphore] = sem
-        self._finalizer = weakref.finalize(self, release_handle, sem.close, self._owned)
+        self._inflight = InFlight(sem.close)
+        # sem_close when the handle is collected (no dec() can be in flight
+        # then: each holds the handle), but not at exit, where a daemon
+        # thread may still wait on it; exit unmaps it anyway.
+        weakref.finalize(self, self._inflight.close).atexit = False
+        self._finalizer = weakref.finalize(self, _release, self._owned)
 
     # -- the LuaIPC verbs ------------------------------------------------
-    def _checked(self) -> posix_ipc.Semaphore:
+    def inc(self) -> None:
+        """Increment the count (sem_post)."""
         sem = self._sem
         if sem is None:
             raise ValueError(_INVALID)
-        return sem
-
-    def inc(self) -> None:
-        """Increment the count (sem_post)."""
-        sem = self._checked()
         try:
-            sem.release()
+            sem.release()  # posix_ipc keeps the GIL here: no close() can run under it
         except Exception as exc:
             raise from_posix_ipc(exc, self.os_name) from None
 
-    def dec(self, timeout: Optional[float] = None) -> bool:
+    def dec(self, timeout: float | None = None) -> bool:
         """Decrement the count, waiting while it is 0.
 
         ``timeout`` None (or negative) waits forever, 0 tries once, > 0
         waits at most that many seconds.  Returns False when it ran out.
         A signal whose handler returns normally does not end the wait
         (PEP 475); one whose handler raises (Ctrl-C: KeyboardInterrupt)
-        does.
+        does.  ``close()`` from another thread ends it with a ValueError,
+        and a unit taken as the handle was closed is given back.
         """
-        sem = self._checked()
-        return _wait(sem, check_timeout(timeout), self.os_name)
+        # The first slice of the wait (see _wait) is the whole call when the
+        # count is not 0, or is posted to soon: one sem_timedwait.
+        first = _SLICE_FIRST
+        deadline = None
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+            if timeout is not None:
+                deadline = time.monotonic() + timeout
+                if timeout < first:
+                    first = timeout
+        calls = self._inflight.calls
+        calls.append(None)                    # see ipc/_inflight.py
+        try:
+            sem = self._sem
+            if sem is None:
+                raise ValueError(_INVALID)
+            try:
+                sem.acquire(first)            # 0: sem_trywait
+            except (posix_ipc.BusyError, posix_ipc.SignalError):
+                if timeout == 0 or not _wait(self, sem, deadline):
+                    return False
+            except Exception as exc:
+                raise from_posix_ipc(exc, self.os_name) from None
+            if self._sem is None:
+                # Closed while we took the unit: nobody can inc() through
+                # this handle now, so keep nothing.
+                sem.release()
+                raise ValueError(_CLOSED_WHILE_WAITING)
+            return True
+        finally:
+            calls.pop()
+            if self._sem is None:
+                self._inflight.close()
 
     def acquire(self, timeout: Optional[float] = None) -> None:
         """``dec`` that raises ``ipc.Timeout`` instead of returning False."""
@@ -117,7 +185,9 @@ class Semaphore:
     @property
     def value(self) -> int:
         """The current count (where the OS supports reading it)."""
-        sem = self._checked()
+        sem = self._sem
+        if sem is None:
+            raise ValueError(_INVALID)
         if not VALUE_SUPPORTED:  # pragma: no cover (macOS)
             raise NotImplementedError("this OS cannot read a semaphore's value")
         return sem.value
@@ -136,11 +206,14 @@ class Semaphore:
     def close(self) -> None:
         """Close the handle (and unlink the name if this handle created it).
 
-        Idempotent.
+        Idempotent.  Threads waiting in ``dec()`` on this handle get a
+        ValueError; the semaphore itself (sem_close) is closed when the last
+        of them has left.
         """
         if self._sem is not None:
             self._sem = None
             self._finalizer()
+            self._inflight.close()
 
     def unlink(self) -> None:
         """Remove the name now (open handles keep working).  The creator's
@@ -159,14 +232,15 @@ class Semaphore:
         away or given, so it is meant for small counts (a value near
         ``VALUE_MAX`` takes minutes).
         """
-        sem = self._checked()
+        if self._sem is None:
+            raise ValueError(_INVALID)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= VALUE_MAX:
             raise ValueError(f"value must be an int in 0..{VALUE_MAX}")
         found = 0
-        while _wait(sem, 0, self.os_name):
+        while self.dec(0):
             found += 1
         for _ in range(value):
-            sem.release()
+            self.inc()
         return found
 
     def __enter__(self) -> "Semaphore":
@@ -184,23 +258,41 @@ class Semaphore:
         raise TypeError("a Semaphore handle cannot be pickled; open it by name")
 
 
-def _invalid() -> ValueError:
-    return ValueError(_INVALID)
+def _wait(s: Semaphore, sem: posix_ipc.Semaphore, deadline: float | None) -> bool:
+    """The rest of ``s.dec()`` after its first slice: True once a unit is
+    taken, False at the ``deadline`` (``time.monotonic()``; None: never),
+    ValueError when s is closed meanwhile.
 
-
-def _wait(sem: posix_ipc.Semaphore, timeout: Optional[float], name: str) -> bool:
-    """sem_wait / sem_trywait / sem_timedwait; a failure goes to the one
-    translation of waits (``_errors.finish_wait``: PEP 475 retries)."""
-    start = 0.0
-    try:
-        if timeout is None:
-            sem.acquire()  # the hot path: no argument for posix_ipc to parse (-15 ns)
+    Why slices: a POSIX semaphore cannot be waited on together with
+    anything else (it is no descriptor), and only a signal ends a sem_wait
+    early.  A library cannot own a signal for that: Python installs
+    handlers only from the main thread, dispositions are process-wide (the
+    program may use the signal itself), and a signal sent just before the
+    waiter enters sem_wait is lost.  The slices grow (0.05 s, 0.1 s, ...,
+    1 s), so a close() ends a short wait quickly and a long one within a
+    second, and a long wait wakes once a second: measured on a VM where a
+    timer wake-up costs 40-80 us, 0.08-0.17 ms of CPU a second per waiting
+    thread over a 10 s wait (fixed 0.1 s slices: 0.8-1.1 ms).
+    """
+    piece = 2 * _SLICE_FIRST
+    while True:
+        if s._sem is None:
+            raise ValueError(_CLOSED_WHILE_WAITING)
+        if deadline is None:
+            t = piece
         else:
-            start = time.monotonic()
-            sem.acquire(timeout)
-        return True
-    except posix_ipc.Error as exc:
-        return finish_wait(exc, sem.acquire, timeout, start, _invalid, name) is not TIMED_OUT
+            t = deadline - time.monotonic()
+            if t <= 0:
+                return False
+            t = min(t, piece)
+        piece = min(piece * 2, _SLICE_MAX)
+        try:
+            sem.acquire(t)
+            return True
+        except (posix_ipc.BusyError, posix_ipc.SignalError):
+            pass  # a slice ran out, or a signal's handler returned: wait on (PEP 475)
+        except Exception as exc:
+            raise from_posix_ipc(exc, s.os_name) from None
 
 
 def open(name: str | bytes, n: int = 0) -> Semaphore:  # noqa: A001 (LuaIPC's verb)
@@ -222,145 +314,3 @@ def reset(name: str | bytes, value: int) -> int:
         return handle.reset(value)
     finally:
         handle.close()
-
-
-# -- ownership records --------------------------------------------------------
-
-def _start_time(pid: int) -> Optional[float]:
-    """The start time of a live process, None if it is gone (or a zombie)."""
-    import psutil
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return proc.create_time()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return None
-    except psutil.AccessDenied:  # alive, but not ours to inspect
-        return -1.0
-
-
-class Ledger:
-    """Ownership records for a semaphore, so units held by dead processes
-    can be given back.
-
-        ledger = ipc.sem.Ledger(sem, "/var/run/myapp/jobs.ledger")
-        with ledger.hold(timeout=5):      # dec + record ... unrecord + inc
-            work()
-        ledger.recover()                  # anyone: return dead holders' units
-
-    Each holder appends ``pid start_time`` to the ledger file (under an
-    fcntl lock on it, which the kernel releases if the writer dies), and
-    removes its line before it increments again.  ``recover()`` increments
-    the semaphore once per line whose process is gone (pid reuse is caught
-    by the start time) and drops those lines.
-
-    Limits: a holder killed between the decrement and its record (or
-    between removing the record and incrementing) is not seen; that window
-    lasts as long as the ledger file's lock and write, not an instant (the
-    120 s stress run saw 5 such kills in 326).  A supervisor that also
-    watches for "no progress and no recorded holder" covers it (see
-    tests/test_stress.py).  All parties must go through the ledger.
-    """
-
-    def __init__(self, sem: Semaphore, path: str | os.PathLike) -> None:
-        self.sem = sem
-        self.path = Path(path)
-
-    def _edit(self):
-        from ..filelock import PathLock
-        return PathLock(self.path, timeout=None)
-
-    def _record(self, pid: int) -> None:
-        me = _start_time(pid)
-        with self._edit() as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.write(f"{pid} {me!r}\n".encode())
-            fh.flush()
-
-    def _unrecord(self, pid: int) -> None:
-        with self._edit() as fh:
-            lines = self._lines(fh)
-            for i, (p, _t) in enumerate(lines):
-                if p == pid:
-                    del lines[i]
-                    break
-            self._write(fh, lines)
-
-    @staticmethod
-    def _lines(fh) -> list[tuple[int, float]]:
-        fh.seek(0)
-        out = []
-        for line in fh.read().decode().splitlines():
-            parts = line.split()
-            if len(parts) == 2:
-                try:
-                    out.append((int(parts[0]), float(parts[1])))
-                except ValueError:
-                    pass
-        return out
-
-    @staticmethod
-    def _write(fh, lines) -> None:
-        fh.seek(0)
-        fh.truncate()
-        fh.write("".join(f"{p} {t!r}\n" for p, t in lines).encode())
-        fh.flush()
-
-    def holders(self) -> list[int]:
-        """The pids recorded as holding a unit now."""
-        if not self.path.exists():
-            return []
-        with self._edit() as fh:
-            return [p for p, _t in self._lines(fh)]
-
-    def acquire(self, timeout: Optional[float] = None) -> None:
-        """``sem.acquire(timeout)``, then record this process as a holder."""
-        self.sem.acquire(timeout)
-        try:
-            self._record(os.getpid())
-        except BaseException:
-            self.sem.release()
-            raise
-
-    def release(self) -> None:
-        """Remove this process's record, then ``sem.release()``."""
-        self._unrecord(os.getpid())
-        self.sem.release()
-
-    def hold(self, timeout: Optional[float] = None) -> "_Held":
-        """A context manager: ``acquire(timeout)`` ... ``release()``."""
-        return _Held(self, timeout)
-
-    def recover(self) -> list[int]:
-        """Give back the units of recorded holders that are dead; return
-        their pids."""
-        if not self.path.exists():
-            return []
-        dead = []
-        with self._edit() as fh:
-            keep = []
-            for pid, started in self._lines(fh):
-                now = _start_time(pid)
-                if now is None or (now > 0 and started > 0 and abs(now - started) > 1.0):
-                    dead.append(pid)
-                else:
-                    keep.append((pid, started))
-            if dead:
-                self._write(fh, keep)
-                for _ in dead:
-                    self.sem.inc()
-        return dead
-
-
-class _Held:
-    def __init__(self, ledger: Ledger, timeout: Optional[float]) -> None:
-        self.ledger, self.timeout = ledger, timeout
-
-    def __enter__(self) -> Ledger:
-        self.ledger.acquire(self.timeout)
-        return self.ledger
-
-    def __exit__(self, *exc) -> None:
-        self.ledger.release()
-

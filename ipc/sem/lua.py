@@ -8,6 +8,12 @@ On LuaJIT the face goes further: ``sem_post`` and ``sem_trywait`` through
 the FFI on a ``sem_t*`` of the same semaphore (``pointer()``), falling back
 to posix_ipc when the count is 0 (a blocking wait, which must stay
 interruptible) or on any error (which posix_ipc then reports).
+
+The bound ``acquire`` waits in sem_wait itself, unlike ``Semaphore.dec``,
+which waits in slices so that another thread's ``close()`` can end it: no
+other thread can close the handle meanwhile, because the Python handle is
+reachable only from this Lua state and a LuaRuntime runs one thread at a
+time (a thread blocked in ``s:dec()`` holds the runtime).
 """
 from __future__ import annotations
 
@@ -16,9 +22,9 @@ import weakref
 
 import posix_ipc
 
-from .._errors import TIMED_OUT, finish_wait, from_posix_ipc
+from .._errors import from_posix_ipc
 from ..lua.support import anew
-from . import Semaphore, _invalid
+from . import _INVALID, Semaphore
 
 __all__ = ["open", "pointer", "dec", "failed", "close"]
 
@@ -66,11 +72,10 @@ def failed(s: Semaphore, exc: BaseException, blocking: bool):
     blocking wait, as PEP 475; Ctrl-C arrives as KeyboardInterrupt."""
     if not isinstance(exc, posix_ipc.Error):
         raise anew(exc)  # not exc itself: Lua has that object already
-    if blocking:
-        return finish_wait(exc, s._checked().acquire, None, 0.0, _invalid,
-                           s.os_name) is not TIMED_OUT
+    if blocking and isinstance(exc, posix_ipc.SignalError):
+        return s.dec()
     if isinstance(exc, posix_ipc.ExistentialError):  # inc() on a closed semaphore
-        raise _invalid()
+        raise ValueError(_INVALID)
     raise from_posix_ipc(exc, s.os_name)
 
 

@@ -1,0 +1,118 @@
+"""LuaRuntimes and threads, on every engine (issue 11, "Threads").
+
+lupa serialises the calls into one LuaRuntime with a lock, and a Lua call
+that blocks in ipc (``s:dec()``, ``q:receive()``) holds that lock for as
+long as it waits.  So:
+
+* the pattern that works is one runtime per thread: two threads, each in
+  its own runtime and each blocked in ``s:dec()``, are woken one at a time,
+  by whoever posts to their semaphore (the main thread, another process);
+* the hazard: while thread A waits in runtime R, thread B's call into R
+  waits for A's call to end.  B's ``s:inc()`` cannot wake A; A times out,
+  and only then does B's call run.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import pytest
+from test_sem_procs import finish, spawn_py
+
+import ipc.sem
+from ipc.lua import new_runtime
+
+pytestmark = pytest.mark.timeout(120)
+
+WAIT = """
+local sem = require "ipc.sem"
+local name, ready = ...
+local s = assert(sem.open(name))
+ready()
+local ok = s:dec()               -- the blocking fast path: sem_wait itself
+s:close()
+return ok
+"""
+
+POST = "import ipc.sem, sys; ipc.sem.open(sys.argv[1]).inc()"
+
+
+def test_one_runtime_per_thread_blocks_and_wakes_independently(engine, make_name):
+    names = {"by the main thread": make_name(), "by another process": make_name()}
+    sems = {who: ipc.sem.open(n, 1) for who, n in names.items()}
+    for s in sems.values():
+        assert s.dec(0)                          # both at 0: the threads will wait
+    results: dict[str, object] = {}
+    ready = {who: threading.Event() for who in names}
+
+    def run(who: str) -> None:
+        runtime = new_runtime(engine)            # this thread's own runtime
+        results[who] = runtime.execute(WAIT, names[who].encode(), ready[who].set)
+
+    threads = {who: threading.Thread(target=run, args=(who,), daemon=True) for who in names}
+    try:
+        for t in threads.values():
+            t.start()
+        for e in ready.values():
+            assert e.wait(60)
+        a, b = threads["by another process"], threads["by the main thread"]
+        time.sleep(0.2)
+        assert a.is_alive() and b.is_alive()     # both blocked, each in its runtime
+
+        sems["by the main thread"].inc()
+        b.join(30)
+        assert not b.is_alive() and results == {"by the main thread": True}
+        assert a.is_alive()                      # still blocked: woken only by its own post
+
+        code, _, err = finish(spawn_py(POST, names["by another process"]), timeout=60)
+        assert code == 0, err
+        a.join(30)
+        assert not a.is_alive() and results["by another process"] is True
+    finally:
+        for s in sems.values():                  # never leave a thread blocked
+            s.inc()
+            s.close()
+
+
+HAZARD = """
+local sem = require "ipc.sem"
+local s = assert(sem.open(...))
+return function() return s:dec(1.0) end,   -- thread A: waits (1 s at most)
+       function() return s:inc() end       -- thread B: would wake A
+"""
+
+
+def _inside_wait(thread: threading.Thread) -> bool:
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "_wait" and "/ipc/" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_a_call_blocked_in_a_runtime_holds_it_against_other_threads(engine, name):
+    """Thread A waits in ``s:dec(1.0)`` in runtime R; thread B then calls
+    ``s:inc()`` in R.  B's call cannot run before A's ends, so A does not get
+    B's unit: it times out (false), and then B's inc runs."""
+    s = ipc.sem.open(name, 1)
+    assert s.dec(0)
+    runtime = new_runtime(engine)
+    dec, inc = runtime.execute(HAZARD, name.encode())
+    order: list[tuple[str, object]] = []
+    a = threading.Thread(target=lambda: order.append(("A", dec())))
+    b = threading.Thread(target=lambda: order.append(("B", inc())))
+    try:
+        a.start()
+        deadline = time.monotonic() + 60
+        while not _inside_wait(a):               # A is in the semaphore's wait
+            assert time.monotonic() < deadline, "A never blocked"
+            time.sleep(0.01)
+        b.start()
+        a.join(60), b.join(60)
+        assert order == [("A", False), ("B", True)]
+        assert s.value == 1                      # B's unit, after A gave up
+    finally:
+        a.join(60), b.join(60)
+        s.close()
