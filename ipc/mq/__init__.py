@@ -40,6 +40,7 @@ import posix_ipc
 
 from .._errors import Timeout, from_posix_ipc, os_error
 from .._names import NAME_MAX, os_name
+from .._signals import exit_pending
 from .._timeout import timeout as check_timeout
 
 __all__ = ["MessageQueue", "open", "unlink", "limits", "PRIORITY_MAX", "SYSCTL_DIR", "Timeout"]
@@ -265,6 +266,7 @@ class MessageQueue:
         Ctrl-C raised KeyboardInterrupt already; for any other signal whose
         handler returned we wait out the rest of the timeout (PEP 475)."""
         while True:
+            exit_pending()
             t = max(timeout - (time.monotonic() - start), 0.0) if timeout else timeout
             try:
                 return call(*args, timeout=t, **kwargs)

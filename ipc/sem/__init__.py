@@ -35,6 +35,7 @@ import posix_ipc
 
 from .._errors import Timeout, from_posix_ipc, os_error
 from .._names import SEM_NAME_MAX, os_name
+from .._signals import exit_pending
 from .._timeout import timeout as check_timeout
 
 __all__ = ["Semaphore", "open", "unlink", "reset", "Ledger",
@@ -194,6 +195,7 @@ def _wait(sem: posix_ipc.Semaphore, timeout: Optional[float], name: str) -> bool
                 sem.acquire()
                 return True
             except posix_ipc.SignalError:
+                exit_pending()
                 continue  # its handler ran and did not raise: wait on
             except posix_ipc.ExistentialError:
                 raise ValueError(_INVALID) from None
@@ -205,6 +207,7 @@ def _wait(sem: posix_ipc.Semaphore, timeout: Optional[float], name: str) -> bool
         except posix_ipc.BusyError:
             return False
         except posix_ipc.SignalError:
+            exit_pending()
             timeout = max(0.0, deadline - time.monotonic())
         except posix_ipc.ExistentialError:
             raise ValueError(_INVALID) from None

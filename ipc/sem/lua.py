@@ -17,6 +17,7 @@ import weakref
 import posix_ipc
 
 from .._errors import from_posix_ipc
+from .._signals import exit_pending
 from . import Semaphore, _INVALID, _wait
 
 
@@ -62,6 +63,7 @@ def failed(s: Semaphore, exc: BaseException, blocking: bool):
     should see.  A signal whose handler returned (SignalError) resumes a
     blocking wait, as PEP 475; Ctrl-C arrives as KeyboardInterrupt."""
     if blocking and isinstance(exc, posix_ipc.SignalError):
+        exit_pending()
         return _wait(s._sem, None, s.os_name)
     if isinstance(exc, posix_ipc.ExistentialError):
         raise ValueError(_INVALID)
