@@ -274,7 +274,9 @@ class Interrupter:
                     pass
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
-            os._exit(128 + signum)  # not reached: SIG_DFL kills
+            # Reached only as PID 1 of a PID namespace (a container), which
+            # the kernel spares signals at SIG_DFL: the status a shell shows.
+            os._exit(128 + signum)
 
     def leaving(self) -> None:  # see the module's leaving() and left()
         self._leaving.set()
