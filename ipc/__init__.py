@@ -3,7 +3,8 @@
 The modules (``ipc.shm``, ``ipc.sem``, ``ipc.mmap``, ``ipc.filelock``,
 ``ipc.proc``, ``ipc.strfile``, ``ipc.mq``) load lazily on first use, so
 ``import ipc`` costs next to nothing; ``ipc.lua`` is the bridge that makes
-them ``require``-able from a lupa ``LuaRuntime``.
+them ``require``-able from a lupa ``LuaRuntime``.  ``ipc.cleanup_on_signals()``
+(opt-in) makes SIGTERM and SIGHUP release what the program created.
 """
 from __future__ import annotations
 
@@ -20,18 +21,22 @@ __version__ = "0.1.0"
 MODULES = ("shm", "sem", "mmap", "filelock", "proc", "strfile", "mq")
 
 __all__ = ["__version__", "MODULES", "IPCError", "ExistsError", "NotFoundError",
-           "PermissionDenied", "Timeout", "Interrupted", "lua", *MODULES]
+           "PermissionDenied", "Timeout", "Interrupted", "cleanup_on_signals", "lua",
+           *MODULES]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import filelock, lua, mmap, mq, proc, sem, shm, strfile
+    from ._signals import cleanup_on_signals
 
 
 def __getattr__(name: str):
     # PEP 562: import a submodule the first time it is asked for.
     if name in MODULES or name == "lua":
         return importlib.import_module(f"{__name__}.{name}")
+    if name == "cleanup_on_signals":
+        return importlib.import_module(f"{__name__}._signals").cleanup_on_signals
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(MODULES) | {"lua"})
+    return sorted(set(globals()) | set(MODULES) | {"lua", "cleanup_on_signals"})

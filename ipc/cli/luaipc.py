@@ -12,12 +12,12 @@ engine (default: ``$LUAIPC_ENGINE``, else lua5.4) and exports it so child
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import sys
 
 from .. import __version__
 from . import interrupt
+from .interrupt import flush_c_stdio as _flush_c_stdio
 from ..lua import (ENV_VAR, RUNTIME_OPTIONS, EngineError, complete_stdlib, install, lupa_module,
                    resolve_engine, run_chunk)
 from ..lua import _read_data
@@ -38,14 +38,6 @@ Available options are:
   --            stop handling options
   -             stop handling options and execute stdin
 """
-
-_libc = ctypes.CDLL(None)
-
-
-def _flush_c_stdio() -> None:
-    """Lua writes through C stdio: flush it as exit() would."""
-    _libc.fflush(None)
-
 
 class UsageError(Exception):
     pass
@@ -146,7 +138,7 @@ def _make_runtime(engine: str, ignore_env: bool):
 def _os_exit(code=None, close=None):
     """os.exit: flush Lua's C streams, run Python's exit handlers (which
     release what this process created), then leave at once, uncatchable by
-    pcall as in lua."""
+    pcall as in lua (by the signal instead, if an ending one came)."""
     if code is None or code is True:
         status = 0
     elif code is False:
@@ -156,12 +148,14 @@ def _os_exit(code=None, close=None):
             status = int(code)
         except (TypeError, ValueError):
             status = 1
+    interrupt.leaving()
     _flush_c_stdio()
     try:
         atexit._run_exitfuncs()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        interrupt.left()
         os._exit(status & 0xFF)
 
 
@@ -206,12 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(runtime, argv, flags, script)
     except KeyboardInterrupt:
+        interrupt.leaving()  # raised for SIGTERM & co.: luaipc ends by it here
         _flush_c_stdio()
         sys.stderr.write(f"{PROGNAME}: interrupted!\n")
         return 1
     finally:
         _flush_c_stdio()
+        interrupt.leaving()
         del runtime  # finalize the script's handles while Python is whole
+        interrupt.left()
 
 
 def _run(runtime, argv, flags, script) -> int:

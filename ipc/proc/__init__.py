@@ -21,7 +21,9 @@ pipes goes to ``callback(stream, data)`` while ``wait()`` runs.
 The loop behind ``wait()`` is CPython's ``communicate`` made incremental: one
 ``poll()`` over non-blocking pipes, input written in whatever the pipe takes,
 output read in 64 KiB chunks, ``BrokenPipeError`` stops the feeding (the
-child is not reading any more); once a single output pipe is all that is
+child is not reading any more; where SIGPIPE is not ignored, as under
+``luaipc``, it is blocked around the writes, so that this stays an EPIPE
+instead of killing the process); once a single output pipe is all that is
 left, a plain blocking read is the loop.  The child is reaped with a
 blocking ``waitpid`` (or a pidfd when a timeout applies) once its pipes are
 closed, so an idle child costs no CPU.  Output is delivered until every pipe
@@ -29,7 +31,8 @@ reaches EOF, so a background grandchild that keeps stdout open keeps
 ``wait()`` waiting (``kill_tree()`` ends it).  ``pipeline()`` chains
 commands ``a | b | c`` with the same loop and no shell.  A handle is not
 thread-safe; a handle that is garbage collected kills and reaps its
-child(ren).
+child(ren).  ``shutdown_all()`` ends every child this process still runs
+(the exit path of a fatal signal: see ``ipc.cleanup_on_signals``).
 """
 from __future__ import annotations
 
@@ -41,12 +44,21 @@ import signal as _signal
 import subprocess
 import time
 import weakref
+from _signal import (  # the C module (signal wraps these in enums): cheap per write
+    SIG_BLOCK,
+    SIG_IGN,
+    SIG_UNBLOCK,
+    SIGPIPE,
+    getsignal,
+    pthread_sigmask,
+    sigtimedwait,
+)
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from .._errors import Timeout, os_error, os_errors
 from .._timeout import timeout as check_timeout
 
-__all__ = ["spawn", "pipeline", "run", "Process", "Pipeline", "Result",
+__all__ = ["spawn", "pipeline", "run", "shutdown_all", "Process", "Pipeline", "Result",
            "PIPE", "STDOUT", "DEVNULL"]
 
 #: Pass as stdin/stdout/stderr to make a pipe (``True`` does the same).
@@ -70,6 +82,7 @@ _READS_PER_STEP = 16
 _JOIN_SIZE = 1 << 20
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _POLLOUT = select.POLLOUT | select.POLLHUP | select.POLLERR
+_SIGPIPE_SET = (SIGPIPE,)
 
 
 def _wait_exit(popen: subprocess.Popen, timeout: float | None) -> bool:
@@ -159,6 +172,24 @@ class _Pump:
             os.close(fd)
 
     def _write(self) -> None:
+        if getsignal(SIGPIPE) == SIG_IGN:  # Python's default
+            self._write_pending()
+            return
+        # SIGPIPE is not ignored (luaipc handles it, as lua dies of it): a
+        # write to a child that exited would end this process instead of
+        # failing with EPIPE.  Block it for the writes; the kernel sends the
+        # SIGPIPE of a failed write(2) to the writing thread, so the one left
+        # pending is ours: take it back before unblocking.
+        old = pthread_sigmask(SIG_BLOCK, _SIGPIPE_SET)
+        try:
+            if self._write_pending():
+                sigtimedwait(_SIGPIPE_SET, 0)
+        finally:
+            if SIGPIPE not in old:
+                pthread_sigmask(SIG_UNBLOCK, _SIGPIPE_SET)
+
+    def _write_pending(self) -> bool:
+        """Write what the pipe takes now; True if the child stopped reading."""
         pending, fd = self.pending, self.in_fd
         while pending:
             head = pending[0]
@@ -173,21 +204,22 @@ class _Pump:
             try:
                 n = os.write(fd, head)
             except BlockingIOError:
-                return
+                return False
             except BrokenPipeError:
                 # The child stopped reading (exited, closed stdin): nobody
                 # will take the rest.  As communicate(): not an error.
                 self._close_stdin()
-                return
+                return True
             self.pending_bytes -= n
             if n < len(head):
                 pending[0] = memoryview(head)[n:]
-                return
+                return False
             pending.popleft()
         self.poll.unregister(fd)
         self.writing = False
         if self.eof:
             self._close_stdin()
+        return False
 
     # -- the loop --------------------------------------------------------------
 
@@ -275,6 +307,37 @@ class _Pump:
                 os.close(fd)
             except OSError:
                 pass
+
+
+#: The handles of this process, for shutdown_all() (weak: a handle still
+#: goes, and kills its children, when its last reference does).  A forked
+#: child starts with none: its parent's children are not its own.
+_live: weakref.WeakSet[_Handle] = weakref.WeakSet()
+os.register_at_fork(after_in_child=_live.clear)
+
+
+def _shutdown(handles: list[_Handle], grace: float) -> None:
+    """SIGTERM to every tree, one ``grace`` for all of them together, then
+    SIGKILL to what is left; every child reaped, every pipe closed."""
+    try:
+        for h in handles:
+            h.kill_tree(_signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for h in handles:
+            for p in h._popens:
+                _wait_exit(p, max(0.0, deadline - time.monotonic()))
+    finally:
+        for h in handles:
+            h.kill_tree(_signal.SIGKILL)
+            h.close()
+
+
+def shutdown_all(grace: float = 0.5) -> None:
+    """``shutdown(grace)`` of every handle whose children may still run, all
+    at once (so ten children cost one grace, not ten): what luaipc and
+    ``ipc.cleanup_on_signals()`` do on SIGTERM before the exit handlers,
+    whose finalizers would only SIGKILL them."""
+    _shutdown([h for h in list(_live) if not h._pump.done], grace)
 
 
 def _finalize(popens: list[subprocess.Popen], pump: _Pump) -> None:
@@ -365,6 +428,7 @@ class _Handle:
             p.stdin = p.stdout = p.stderr = None
         self._pump = _Pump(popens, in_fd, outs)
         self._finalizer = weakref.finalize(self, _finalize, popens, self._pump)
+        _live.add(self)
 
     # -- input ---------------------------------------------------------------
 
@@ -483,16 +547,7 @@ class _Handle:
     def shutdown(self, grace: float = 1.0) -> None:
         """Terminate the whole tree, wait up to ``grace`` seconds, then kill
         what is left and reap the child(ren); pipes are closed."""
-        try:
-            self.kill_tree(_signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            for p in self._popens:
-                if not _wait_exit(p, max(0.0, deadline - time.monotonic())):
-                    break
-        finally:
-            self.kill_tree(_signal.SIGKILL)
-            self._finalizer()
-            self._pump.done = True
+        _shutdown([self], grace)
 
     def close(self) -> None:
         """Kill what is still running, reap it, close the pipes (idempotent)."""

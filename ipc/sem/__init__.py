@@ -41,6 +41,7 @@ from .._errors import from_posix_ipc, os_error, posix_errors
 from .._inflight import InFlight
 from .._names import SEM_NAME_MAX, os_name
 from .._owned import Owned
+from .._signals import exit_pending
 from .._timeout import timeout as check_timeout
 
 if TYPE_CHECKING:
@@ -159,7 +160,9 @@ class Semaphore:
                 raise ValueError(_INVALID)
             try:
                 sem.acquire(first)            # 0: sem_trywait
-            except (posix_ipc.BusyError, posix_ipc.SignalError):
+            except (posix_ipc.BusyError, posix_ipc.SignalError) as exc:
+                if type(exc) is posix_ipc.SignalError:
+                    exit_pending()  # the SystemExit posix_ipc swallowed (ipc/_signals.py)
                 if timeout == 0 or not _wait(self, sem, deadline):
                     return False
             except Exception as exc:
@@ -289,8 +292,11 @@ def _wait(s: Semaphore, sem: posix_ipc.Semaphore, deadline: float | None) -> boo
         try:
             sem.acquire(t)
             return True
-        except (posix_ipc.BusyError, posix_ipc.SignalError):
-            pass  # a slice ran out, or a signal's handler returned: wait on (PEP 475)
+        except posix_ipc.BusyError:
+            pass  # a slice ran out: wait on
+        except posix_ipc.SignalError:
+            exit_pending()  # the SystemExit posix_ipc swallowed (ipc/_signals.py)
+            # else a signal's handler returned: wait on (PEP 475)
         except Exception as exc:
             raise from_posix_ipc(exc, s.os_name) from None
 

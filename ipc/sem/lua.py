@@ -23,6 +23,7 @@ import weakref
 import posix_ipc
 
 from .._errors import from_posix_ipc
+from .._signals import exit_pending
 from ..lua.support import anew
 from . import _INVALID, Semaphore
 
@@ -73,6 +74,7 @@ def failed(s: Semaphore, exc: BaseException, blocking: bool):
     if not isinstance(exc, posix_ipc.Error):
         raise anew(exc)  # not exc itself: Lua has that object already
     if blocking and isinstance(exc, posix_ipc.SignalError):
+        exit_pending()  # the SystemExit posix_ipc swallowed (ipc/_signals.py)
         return s.dec()
     if isinstance(exc, posix_ipc.ExistentialError):  # inc() on a closed semaphore
         raise ValueError(_INVALID)
