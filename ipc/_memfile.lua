@@ -1,22 +1,21 @@
 -- The file methods of ipc.shm, ipc.mmap and ipc.strfile handles: the one
 -- Lua implementation of LuaIPC's memfile.c, loaded by all three faces.
 --
--- A handle is an empty table with a per-module metatable; its state (the
--- position `p`, the size `n`, the access flags) lives in a private table
--- `st`, so a script can neither forge nor corrupt it.  The bytes themselves
--- are reached through three primitives: st.get(p, q) gives bytes [p, q),
--- st.line(p, q) the bytes from p through the first "\n" before q, and
--- st.put(p, s) stores s at p.  For shm and mmap they are Python closures
--- over the mapping (ipc/_memfile.py: lua_parts), so a read or a write costs
--- one Lua->Python call and seek costs none; for strfile they are Lua
--- closures over the string.  Every check that can be done here is done
--- here, before any call, so the hot path needs no pcall.
+-- A handle is a userdata of its module's class (support.lua: S.class); its
+-- state (the position `p`, the size `n`, the access flags) is a table `st`
+-- in STATE, shared by the three classes, so a script can neither forge nor
+-- corrupt it.  Argument numbers count `self`, as memfile.c's do.  The
+-- bytes themselves are reached through three primitives: st.get(p, q)
+-- gives bytes [p, q), st.line(p, q) the bytes from p through the first
+-- "\n" before q, and st.put(p, s) stores s at p.  For shm and mmap they are
+-- Python closures over the mapping (ipc/_memfile.py: lua_parts), so a read
+-- or a write costs one Lua->Python call and seek costs none; for strfile
+-- they are Lua closures over the string.  Every check that can be done
+-- here is done here, before any call, so the hot path needs no pcall.
 local S = ...
 
-local type, select, tostring, tonumber, setmetatable, pairs =
-      type, select, tostring, tonumber, setmetatable, pairs
-local sub, find, byte, format, concat = string.sub, string.find, string.byte,
-      string.format, table.concat
+local type, select, tonumber, setmetatable = type, select, tonumber, setmetatable
+local sub, find, byte, concat = string.sub, string.find, string.byte, table.concat
 local unpack = table.unpack or unpack
 local tointeger = math.tointeger        -- 5.3+: keep positions integers
 local mtype = math.type                 -- 5.3+
@@ -28,10 +27,9 @@ local CLOSED = "attempt to use closed in-memory file"
 local PERM = "permission denied"
 
 -- A closed handle, or something that is no handle at all.
-local function badself(self, fname)
+local function badself(self)
   if STATE[self] then S.error(CLOSED) end
-  S.error(format("calling '%s' on bad self (in-memory file expected, got %s)",
-                 fname, type(self)))
+  S.typeerror(1, "in-memory file", self)
 end
 
 -- A byte count as LuaIPC accepts it (a non-negative integral number), as
@@ -47,10 +45,10 @@ local function count(c)
 end
 
 -- Integer arguments (seek offset, truncate size) as luaL_checkinteger.
-local function checkint(v, n, fname)
+local function checkint(v, n)
   local x = type(v) == "number" and count(v >= 0 and v or -v)
   if x then return v >= 0 and x or -x end
-  v = S.checkinteger(v, n, fname)
+  v = S.checkinteger(v, n)
   return tointeger and tointeger(v) or v
 end
 
@@ -146,8 +144,9 @@ local function getn(st, p, c)
   return st.get(p, p + c)
 end
 
--- One format of read/lines; `lines` reports a bad format without its number.
-local function read1(st, f, k, fname)
+-- One format of read (argument k) or of lines (k = nil: reported without
+-- a number, as LuaIPC's lines iterator does).
+local function read1(st, f, k)
   if type(f) == "number" then
     local c = count(f)
     if c then
@@ -167,7 +166,7 @@ local function read1(st, f, k, fname)
     elseif b == 110 then return read_number(st)    -- "n"
     end
   end
-  if fname then S.argerror(k, fname, "invalid format") end
+  if k then S.argerror(k, "invalid format") end
   S.error("invalid format")
 end
 
@@ -175,7 +174,7 @@ local M = {}
 
 function M.read(self, ...)
   local st = STATE[self]
-  if not st or st.closed then return badself(self, "read") end
+  if not st or st.closed then badself(self) end
   if not st.r then return nil, PERM end
   local nf = select("#", ...)
   if nf == 1 then
@@ -188,13 +187,13 @@ function M.read(self, ...)
       st.p = p + f
       return getn(st, p, f)
     end
-    return read1(st, f, 1, "read")
+    return (read1(st, f, 2))                       -- no tail call: support.lua
   elseif nf == 0 then
     return read_line(st, false)
   end
   local out = {}
   for k = 1, nf do
-    local v = read1(st, (select(k, ...)), k, "read")
+    local v = read1(st, (select(k, ...)), k + 1)
     out[k] = v
     if v == nil then return unpack(out, 1, k) end
   end
@@ -203,7 +202,7 @@ end
 
 function M.lines(self, ...)
   local st = STATE[self]
-  if not st or st.closed then return badself(self, "lines") end
+  if not st or st.closed then badself(self) end
   if not st.r then S.error(PERM) end
   local nf = select("#", ...)
   local fmts = { ... }
@@ -213,7 +212,7 @@ function M.lines(self, ...)
     if st.closed then S.error(CLOSED) end
     local out = {}
     for k = 1, nf do
-      local v = read1(st, fmts[k], k, nil)
+      local v = read1(st, fmts[k], nil)
       out[k] = v
       if v == nil then return unpack(out, 1, k) end
     end
@@ -237,23 +236,23 @@ end
 
 local function tostr(v, k)
   if type(v) == "string" then return v end
-  return S.checkstring(v, k, "write")              -- numbers as lua_tolstring
+  return (S.checkstring(v, k))                     -- numbers as lua_tolstring
 end
 
 function M.write(self, ...)
   local st = STATE[self]
-  if not st or st.closed then return badself(self, "write") end
+  if not st or st.closed then badself(self) end
   if not st.w then return nil, PERM end
   local nf = select("#", ...)
   local s
   if nf == 1 then
     s = ...
-    if type(s) ~= "string" then s = tostr(s, 1) end
+    if type(s) ~= "string" then s = tostr(s, 2) end
   elseif nf == 0 then
     return self
   else                                             -- check all, then write
     local parts = { ... }
-    for k = 1, nf do parts[k] = tostr(parts[k], k) end
+    for k = 1, nf do parts[k] = tostr(parts[k], k + 1) end
     s = concat(parts, "", 1, nf)
   end
   local p, n = st.p, st.n
@@ -271,7 +270,7 @@ end
 
 function M.flush(self)
   local st = STATE[self]
-  if not st or st.closed then return badself(self, "flush") end
+  if not st or st.closed then badself(self) end
   if not st.w then return nil, PERM end
   if st.flush then return S.call(st.flush) end
   return true
@@ -281,16 +280,16 @@ local WHENCE = { set = true, cur = true, ["end"] = true }
 
 function M.seek(self, whence, offset)
   local st = STATE[self]
-  if not st or st.closed then return badself(self, "seek") end
+  if not st or st.closed then badself(self) end
   if whence == nil then whence = "cur"
-  elseif not WHENCE[whence] then whence = S.checkoption(whence, 1, "seek", "cur", WHENCE) end
+  elseif not WHENCE[whence] then whence = S.checkoption(whence, 2, "cur", WHENCE) end
   if offset == nil then offset = 0
   elseif mtype then
     if mtype(offset) ~= "integer" then
-      offset = tointeger(offset) or checkint(offset, 2, "seek")
+      offset = tointeger(offset) or checkint(offset, 3)
     end
   elseif type(offset) ~= "number" or offset % 1 ~= 0 then
-    offset = checkint(offset, 2, "seek")
+    offset = checkint(offset, 3)
   end
   local n = st.n
   local p
@@ -306,11 +305,11 @@ local VBUF = { no = true, full = true, line = true }
 
 function M.setvbuf(self, ...)
   local st = STATE[self]
-  if not st or st.closed then return badself(self, "setvbuf") end
+  if not st or st.closed then badself(self) end
   local mode, size = ...
-  if mode == nil then S.typeerror(1, "setvbuf", "string", nil, select("#", ...) < 1) end
-  S.checkoption(mode, 1, "setvbuf", nil, VBUF)
-  S.optinteger(size, 2, "setvbuf", 0)
+  if mode == nil then S.typeerror(2, "string", nil, select("#", ...) < 1) end
+  S.checkoption(mode, 2, nil, VBUF)
+  S.optinteger(size, 3, 0)
   return true                                      -- memory has no buffer
 end
 
@@ -318,20 +317,20 @@ end
 
 function M.size(self)
   local st = STATE[self]
-  if not st or st.closed then return badself(self, "size") end
+  if not st or st.closed then badself(self) end
   return st.n
 end
 
 function M.addr(self)
   local st = STATE[self]
-  if not st or st.closed then return badself(self, "addr") end
+  if not st or st.closed then badself(self) end
   return st.addr()
 end
 
 function M.truncate(self, size)
   local st = STATE[self]
-  if not st or st.closed then return badself(self, "truncate") end
-  size = checkint(size, 1, "truncate")
+  if not st or st.closed then badself(self) end
+  size = checkint(size, 2)
   if size < 0 or size > st.n then return nil, "new size too large" end
   st.n = size
   if st.p > size then st.p = size end
@@ -340,7 +339,7 @@ end
 
 function M.close(self)
   local st = STATE[self]
-  if not st or st.closed then return badself(self, "close") end
+  if not st or st.closed then badself(self) end
   st.closed = true
   local close = st.close
   -- Drop the Python side at once: its finalizer frees the memory even if
@@ -354,36 +353,23 @@ function M.close(self)
   return true
 end
 
--- For tostring(h): "ipc.shm (closed)" once closed, else its address.
-local function state(self)
-  local st = STATE[self]
-  if st and st.closed then return "closed" end
-end
-
--- A metatable for the handles of one module (`typename`: "ipc.shm"...).
+-- The class of one module's handles (`typename`: "ipc.shm"...): its
+-- constructor, which MF.open and MF.string take.  A to-be-closed variable
+-- (5.4+) after an explicit close is no error, as for Lua's own files.
 function MF.class(typename)
-  local mt = S.class(typename, M, state)
-  -- A to-be-closed variable (5.4+) after an explicit close is no error, as
-  -- for Lua's own files.
-  mt.__close = function(self)
-    local st = STATE[self]
-    if st and not st.closed then M.close(self) end
-  end
-  return mt
+  return (S.class(typename, M, nil, STATE))
 end
 
 -- A handle from the values a Python `open` function returns: the object
 -- that owns the memory, get, line, put (nil if not readable / writable),
 -- the size, and the close, flush and addr functions.  On an OS failure the
 -- Python function has given nil, message, errno instead.
-local function build(mt, obj, get, line, put, n, close, flush, addr, getter, putter)
+local function build(new, obj, get, line, put, n, close, flush, addr, getter, putter)
   if obj == nil then return nil, get, line end
-  local h = S.new(mt)
-  STATE[h] = { p = 0, n = n, r = get ~= nil, w = put ~= nil, get = get,
+  return new { p = 0, n = n, r = get ~= nil, w = put ~= nil, get = get,
                line = line, put = put, close = close, flush = flush,
                addr = addr, obj = obj, closed = false,
                getter = getter, rd = getter and {}, putter = putter, wr = putter and {} }
-  return h
 end
 
 -- LuaJIT: reach the mapping through the FFI instead of Python (same bytes,
@@ -417,23 +403,22 @@ local function use_ffi(st)
   st.getter, st.rd, st.putter, st.wr = nil
 end
 
-function MF.open(mt, pyopen, ...)
-  local h, msg, code = build(mt, S.call(pyopen, ...))
+function MF.open(new, pyopen, ...)
+  local h, msg, code = build(new, S.call(pyopen, ...))
   if h and ffi then use_ffi(STATE[h]) end
   return h, msg, code
 end
 
 -- A read-only handle over a Lua string, without any Python call; `addr`
 -- is the function that gives the address of the bytes.
-function MF.string(mt, s, addr)
+function MF.string(new, s, addr)
   local function get(p, q) return sub(s, p + 1, q) end
   local function line(p, q)
     local i = find(s, "\n", p + 1, true)
     if not i or i > q then i = q end
     return sub(s, p + 1, i)
   end
-  return build(mt, s, get, line, nil, #s, nil, nil, function() return addr(s) end)
+  return build(new, s, get, line, nil, #s, nil, nil, function() return addr(s) end)
 end
 
-MF.methods = M
 return MF

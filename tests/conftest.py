@@ -109,6 +109,18 @@ def lua(engine):
     return new_runtime(engine)
 
 
+@pytest.fixture
+def unnamed(engine):
+    """What luaL_argerror calls a module function whose call site gives it no
+    name (``pcall(shm.create)``): ``unnamed("ipc.shm.create")`` is that name
+    on 5.3+, which look the function up in package.loaded; 5.1 and LuaJIT
+    say '?', and so does 5.2 for a module that is not a global (it looks in
+    the globals)."""
+    def name(qualified: str) -> str:
+        return qualified if engine.startswith("lua5.") and int(engine[5:]) >= 3 else "?"
+    return name
+
+
 def queue_exists(name: str) -> bool:
     """Whether the message queue "/name" exists (works without an mqueue
     mount, which these machines lack)."""

@@ -66,15 +66,15 @@ def test_lua_errors(lua, path):
       local f = assert(io.open(..., "r+"))
       local out = {}
       for _, fn in ipairs{
-        function() return fl.lock(f, "x") end,
-        function() return fl.trylock(f, "wr") end,
-        function() return fl.lock({}, "r") end,
-        function() return fl.lock("file", "r") end,
-        function() return fl.lock() end,
-        function() return fl.unlock(42) end,
-        function() return fl.lock(f, "r", 1.5) end,
-        function() return fl.lock(f, "r", 0, "many") end,
-        function() return fl.unlock(f, "x") end,
+        function() fl.lock(f, "x") end,
+        function() fl.trylock(f, "wr") end,
+        function() fl.lock({}, "r") end,
+        function() fl.lock("file", "r") end,
+        function() fl.lock() end,
+        function() fl.unlock(42) end,
+        function() fl.lock(f, "r", 1.5) end,
+        function() fl.lock(f, "r", 0, "many") end,
+        function() fl.unlock(f, "x") end,
       } do out[#out+1] = select(2, pcall(fn)) end
       f:close()
       for _, fn in ipairs{

@@ -131,7 +131,7 @@ def test_lua_open_and_modes(lua, path):
     assert path.read_bytes()[PAGE:PAGE + 8] == b"writtenB"
 
 
-def test_lua_open_errors(lua, path, tmp_path):
+def test_lua_open_errors(lua, path, tmp_path, unnamed):
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     r = run(lua, """
@@ -150,9 +150,10 @@ def test_lua_open_errors(lua, path, tmp_path):
     """, str(path), str(tmp_path / "missing"), str(empty))
     assert r[0] == (b"nil|No such file or directory|2|nil|Invalid argument|22|"
                     b"nil|Invalid argument|22|nil|Invalid argument|22")
-    assert r[1] == b"bad argument #2 to 'open' (invalid option 'x')"
-    assert r[2] == b"bad argument #1 to 'open' (string expected, got no value)"
-    assert r[3] == b"bad argument #3 to 'open' (number has no integer representation)"
+    fname = unnamed("ipc.mmap.open")
+    assert r[1] == f"bad argument #2 to '{fname}' (invalid option 'x')".encode()
+    assert r[2] == f"bad argument #1 to '{fname}' (string expected, got no value)".encode()
+    assert r[3] == f"bad argument #3 to '{fname}' (number has no integer representation)".encode()
 
 
 def test_lua_gc_unmaps(lua, path):

@@ -455,6 +455,8 @@ ERRORS = [
     ("local h = proc.spawn('true', {}); h:wait(); h:kill('term')",
      "attempt to use invalid process object"),
     ("local h = proc.spawn('true', {}); h.wait({})",
+     "bad argument #1 to 'wait' (ipc.proc expected, got table)"),
+    ("local h = proc.spawn('true', {}); local t = { wait = h.wait }; t:wait()",
      "calling 'wait' on bad self (ipc.proc expected, got table)"),
 ]
 

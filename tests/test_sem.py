@@ -110,12 +110,12 @@ def test_lua_argument_errors(lua, name):
       local s = assert(sem.open(name, 1))
       local out = {}
       for _, f in ipairs{
-        function() return sem.open() end,
-        function() return sem.open({}) end,
-        function() return sem.open(name, "x") end,
-        function() return sem.open(name, 1.5) end,
-        function() return s:dec("soon") end,
-        function() return s:dec({}) end,
+        function() sem.open() end,
+        function() sem.open({}) end,
+        function() sem.open(name, "x") end,
+        function() sem.open(name, 1.5) end,
+        function() s:dec("soon") end,
+        function() s:dec({}) end,
       } do out[#out+1] = select(2, pcall(f)) end
       return (unpack or table.unpack)(out)
     """, name)

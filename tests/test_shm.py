@@ -120,7 +120,7 @@ def test_lua_create_attach_errors(lua, name):
     assert not (SHM_DIR / name).exists()
 
 
-def test_lua_argument_errors(lua):
+def test_lua_argument_errors(lua, unnamed):
     r = run(lua, """
       local shm = require "ipc.shm"
       local a = { pcall(shm.create) }
@@ -129,10 +129,11 @@ def test_lua_argument_errors(lua):
       local d = { pcall(shm.attach, {}) }
       return a[2], b[2], c[2], d[2]
     """)
-    assert r == (b"bad argument #1 to 'create' (string expected, got no value)",
-                 b"bad argument #2 to 'create' (number expected, got no value)",
-                 b"bad argument #2 to 'create' (number has no integer representation)",
-                 b"bad argument #1 to 'attach' (string expected, got table)")
+    create, attach = unnamed("ipc.shm.create"), unnamed("ipc.shm.attach")
+    assert r == (f"bad argument #1 to '{create}' (string expected, got no value)".encode(),
+                 f"bad argument #2 to '{create}' (number expected, got no value)".encode(),
+                 f"bad argument #2 to '{create}' (number has no integer representation)".encode(),
+                 f"bad argument #1 to '{attach}' (string expected, got table)".encode())
 
 
 def test_lua_attach_close_keeps_segment_creator_gc_removes(lua, name):

@@ -17,7 +17,7 @@ local FD = setmetatable({}, { __mode = "k" })
 
 local MODES = { r = true, w = true, rw = true }
 
-local function checkfile(f, fname, absent)
+local function checkfile(f, absent)
   local kind = io_type(f)
   if kind == "file" then
     local fd = FD[f]
@@ -31,7 +31,7 @@ local function checkfile(f, fname, absent)
   elseif kind == "closed file" then
     S.error("attempt to use closed file")
   end
-  S.typeerror(1, fname, "FILE*", f, absent)
+  S.typeerror(1, "FILE*", f, absent)
 end
 
 local function refresh(f)
@@ -40,14 +40,14 @@ local function refresh(f)
   f:seek("cur", 0)
 end
 
-local function locker(fname, corefn)
+local function locker(corefn)
   return function(...)
     local f, mode, offset, nbytes = ...
-    local fd, msg, code = checkfile(f, fname, select("#", ...) < 1)
+    local fd, msg, code = checkfile(f, select("#", ...) < 1)
     if fd == nil then return nil, msg, code end
-    mode = S.checkoption(mode, 2, fname, "rw", MODES)
-    offset = S.optinteger(offset, 3, fname, 0)
-    nbytes = S.optinteger(nbytes, 4, fname, 0)
+    mode = S.checkoption(mode, 2, "rw", MODES)
+    offset = S.optinteger(offset, 3, 0)
+    nbytes = S.optinteger(nbytes, 4, 0)
     local ok
     ok, msg, code = call(corefn, fd, mode == "r", offset, nbytes)
     if ok then refresh(f); return true end
@@ -58,17 +58,17 @@ end
 
 local M = {}
 
-M.lock = locker("lock", core_lock)
-M.trylock = locker("trylock", core_trylock)
+M.lock = locker(core_lock)
+M.trylock = locker(core_trylock)
 
 function M.unlock(...)
   local f, offset, nbytes = ...
-  local fd, msg, code = checkfile(f, "unlock", select("#", ...) < 1)
+  local fd, msg, code = checkfile(f, select("#", ...) < 1)
   if fd == nil then return nil, msg, code end
-  offset = S.optinteger(offset, 2, "unlock", 0)
-  nbytes = S.optinteger(nbytes, 3, "unlock", 0)
+  offset = S.optinteger(offset, 2, 0)
+  nbytes = S.optinteger(nbytes, 3, 0)
   f:flush()                                         -- before anyone else reads
   return call(core_unlock, fd, offset, nbytes)
 end
 
-return M
+return S.module(M)

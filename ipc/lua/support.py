@@ -6,24 +6,19 @@ import errno
 import os
 import re
 
-__all__ = ["classify"]
+__all__ = ["classify", "token"]
 
 
-class LuaArgError(Exception):
-    """Raised by a face's Python code for misuse; reaches Lua as a plain error.
+class _Token:
+    """The Python object behind a Lua handle on PUC-Lua 5.2+ (support.lua
+    gives lupa's userdata for it the handle's metatable)."""
 
-    ``LuaArgError(2, "read", "invalid format")`` becomes
-    ``bad argument #2 to 'read' (invalid format)``; with one argument the
-    message is used as it is.
-    """
+    __slots__ = ("__weakref__",)
 
-    def __init__(self, *args):
-        if len(args) == 3:
-            n, fname, msg = args
-            text = f"bad argument #{n} to '{fname}' ({msg})"
-        else:
-            (text,) = args
-        super().__init__(text)
+
+def token() -> _Token:
+    """A new token: one per handle, so Lua never gets one twice."""
+    return _Token()
 
 
 def anew(exc: BaseException) -> BaseException:
@@ -48,8 +43,6 @@ def classify(exc: BaseException):
         return b"os", text.encode(errors="replace"), exc.errno
     if isinstance(exc, KeyboardInterrupt):
         return b"error", b"interrupted!"  # what lua.c says on Ctrl-C
-    if isinstance(exc, LuaArgError):
-        return b"error", str(exc).encode(errors="replace")
     return b"error", f"{type(exc).__name__}: {exc}".encode(errors="replace")
 
 

@@ -10,7 +10,7 @@
 -- (the queue's descriptor never blocks: a full or empty queue fails at
 -- once); only then does ipc/mq/lua.py wait, or report the error.
 local S, core = ...
-local type, pcall, tostring, rawget = type, pcall, tostring, rawget
+local type, select, pcall = type, select, pcall
 local format = string.format
 local toint = math.tointeger or function(x) return x end  -- 5.3+: 3.0 -> 3
 
@@ -19,70 +19,64 @@ local py_open, py_send, py_receive, py_close, py_count =
 local PRIORITY_MAX = core.PRIORITY_MAX
 local FOREVER = 1e9      -- a longer timeout waits forever (as in the Python API)
 
--- Private keys of the handle table: the Python handle (false once
--- closed), the queue's message size and capacity, the bound send/receive.
-local Q, SIZE, CAP, SEND, RECV = {}, {}, {}, {}, {}
-
+-- A handle's state: the Python handle `q`, the queue's message size, and
+-- posix_ipc's own bound send/receive (the fast path).
 local M = {}
 local methods = {}
-local MQ          -- the metatable, made below once every method exists
+local new, STATE  -- S.class, below the methods (it reads them)
 
-local function bad_self(fname, self)
-  S.error(format("calling '%s' on bad self (ipc.mq expected, got %s)", fname,
-                 type(self)))
-end
-
--- The Python handle of an open queue; an error for anything else.
-local function check(self, fname)
-  if type(self) ~= "table" then bad_self(fname, self) end
-  local q = rawget(self, Q)
-  if q then return q end
-  if q == false then S.error("attempt to use a closed message queue") end
-  bad_self(fname, self)
+-- The state of an open queue; an error for anything else.
+local function check(self)
+  local st = STATE[self]
+  if st == nil then S.typeerror(1, "ipc.mq", self) end
+  if st.closed then S.error("attempt to use a closed message queue") end
+  return st
 end
 
 -- Absent or negative: nil (block); 0: try once; t: wait at most t seconds.
-local function timeout(t, n, fname)
+local function timeout(t, n)
   if t == nil then return nil end
-  if type(t) ~= "number" then t = S.checknumber(t, n, fname) end
-  if t ~= t then S.argerror(n, fname, "timeout is NaN") end
+  if type(t) ~= "number" then t = S.checknumber(t, n) end
+  if t ~= t then S.argerror(n, "timeout is NaN") end
   if t < 0 or t > FOREVER then return nil end
   return t
 end
 
-function M.open(name, maxmsg, msgsize)
-  if type(name) ~= "string" then name = S.checkstring(name, 1, "open", name == nil) end
-  maxmsg = S.optinteger(maxmsg, 2, "open")
-  msgsize = S.optinteger(msgsize, 3, "open")
-  if maxmsg and maxmsg < 1 then S.argerror(2, "open", "maxmsg must be positive") end
-  if msgsize and msgsize < 1 then S.argerror(3, "open", "msgsize must be positive") end
+function M.open(...)
+  local name, maxmsg, msgsize = ...
+  if type(name) ~= "string" then name = S.checkstring(name, 1, select("#", ...) < 1) end
+  maxmsg = S.optinteger(maxmsg, 2)
+  msgsize = S.optinteger(msgsize, 3)
+  if maxmsg and maxmsg < 1 then S.argerror(2, "maxmsg must be positive") end
+  if msgsize and msgsize < 1 then S.argerror(3, "msgsize must be positive") end
   -- (toint gives nil past 2^63: the float goes on, and the kernel refuses it)
   local q, size, cap, send, receive = S.call(py_open, name,
                                             maxmsg and (toint(maxmsg) or maxmsg),
                                             msgsize and (toint(msgsize) or msgsize))
   if not q then return nil, size, cap end           -- nil, message, errno
-  return S.new(MQ, { [Q] = q, [SIZE] = size, [CAP] = cap, [SEND] = send, [RECV] = receive })
+  return new { q = q, size = size, send = send, receive = receive, closed = false }
 end
 
-function methods.send(self, msg, t, prio)
-  local q = check(self, "send")
-  if type(msg) ~= "string" then msg = S.checkstring(msg, 1, "send", msg == nil) end
-  if #msg > self[SIZE] then
-    S.argerror(1, "send", format("message of %d bytes exceeds the queue's msgsize %d",
-                                 #msg, self[SIZE]))
+function methods.send(self, ...)
+  local msg, t, prio = ...
+  local st = check(self)
+  if type(msg) ~= "string" then msg = S.checkstring(msg, 2, select("#", ...) < 1) end
+  if #msg > st.size then
+    S.argerror(2, format("message of %d bytes exceeds the queue's msgsize %d",
+                         #msg, st.size))
   end
-  t = timeout(t, 2, "send")
+  t = timeout(t, 3)
   if prio == nil then
     prio = 0
   else
-    prio = S.checkinteger(prio, 3, "send")
+    prio = S.checkinteger(prio, 4)
     if prio < 0 or prio > PRIORITY_MAX then
-      S.argerror(3, "send", format("priority out of range 0..%d", PRIORITY_MAX))
+      S.argerror(4, format("priority out of range 0..%d", PRIORITY_MAX))
     end
     prio = toint(prio)
   end
-  if pcall(self[SEND], msg, nil, prio) then return true end
-  return S.call(py_send, q, msg, t, prio)            -- full (or an error)
+  if pcall(st.send, msg, nil, prio) then return true end
+  return S.call(py_send, st.q, msg, t, prio)         -- full (or an error)
 end
 
 local function received(ok, ...)
@@ -91,32 +85,29 @@ local function received(ok, ...)
 end
 
 function methods.receive(self, t)
-  local q = check(self, "receive")
-  local data, prio = received(pcall(self[RECV]))
+  local st = check(self)
+  t = timeout(t, 2)
+  local data, prio = received(pcall(st.receive))
   if data then return data, prio end
-  return S.call(py_receive, q, timeout(t, 1, "receive"))   -- empty (or an error)
+  return S.call(py_receive, st.q, t)                 -- empty (or an error)
 end
 
 -- Not in the issue, but cheap and handy: how many messages wait now.
 function methods.count(self)
-  return S.call(py_count, check(self, "count"))
+  return S.call(py_count, check(self).q)
 end
 
 function methods.close(self)
-  if type(self) ~= "table" or rawget(self, Q) == nil then bad_self("close", self) end
-  local q = self[Q]
-  if q then
-    self[Q], self[SEND], self[RECV] = false, nil, nil
+  local st = STATE[self]
+  if st == nil then S.typeerror(1, "ipc.mq", self) end
+  if not st.closed then
+    local q = st.q
+    st.closed, st.q, st.send, st.receive = true, nil, nil, nil
     S.call(py_close, q)          -- the creator's close removes the name
   end
   return true
 end
 
-local function state(self)
-  if rawget(self, Q) == false then return "closed" end
-end
+new, STATE = S.class("ipc.mq", methods)
 
--- After the methods: S.class gives <close> only if `close` exists.
-MQ = S.class("ipc.mq", methods, state)
-
-return M
+return S.module(M)

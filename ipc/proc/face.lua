@@ -7,8 +7,7 @@
 -- string: 100,000 small writes cost 100,000 table stores, not crossings.
 local S, core = ...
 
-local type, select, tostring, rawequal, setmetatable =
-      type, select, tostring, rawequal, setmetatable
+local type, select, tostring, rawequal = type, select, tostring, rawequal
 local concat, rep = table.concat, string.rep
 local iotype = io.type
 local cspawn, cstep, ckill, cdescribe = core.spawn, core.step, core.kill, core.describe
@@ -18,7 +17,7 @@ local EOF = core.eof()        -- made once per runtime: one Lua value, compared 
 
 local M = { EOF = EOF }
 local methods = {}
-local isproc = setmetatable({}, { __mode = "k" })
+local new, STATE  -- S.class, below the methods (it reads them)
 
 -- A long stream through a small Lua heap: the GC runs a whole cycle every
 -- time the heap doubles, i.e. every few chunks of a few KiB when the live
@@ -32,19 +31,15 @@ local BALLAST, BALLAST_AFTER = 262144, 1048576
 
 local INVALID = "attempt to use invalid process object"
 
-local function checkproc(self, fname)
-  if not isproc[self] then
-    S.error("calling '" .. fname .. "' on bad self (ipc.proc expected, got "
-            .. type(self) .. ")")
-  end
-  return self
+-- A handle's state: the Python process `core` and its reader `read`, the
+-- callback `cb`, the queued input (`q`, `n` strings), whether stdin is a
+-- pipe and whether EOF is queued, and once reaped `valid` = false and
+-- wait()'s results; `t`, `i`: the results of a turn not yet delivered.
+local function check(self)
+  local st = STATE[self]
+  if st == nil then S.typeerror(1, "ipc.proc", self) end
+  return st
 end
-
-local function state(self)
-  local c = isproc[self] and self._core
-  return c and cdescribe(c)
-end
-local Proc = S.class("ipc.proc", methods, state)
 
 -- A stream option: true = pipe, false/nil = inherit, a Lua file = redirect
 -- (flushed first, handed over as `tostring(f)`, which shows the FILE*).
@@ -61,9 +56,12 @@ end
 
 function M.spawn(...)
   local cmd, opts = ...
-  cmd = S.checkstring(cmd, 1, "spawn", select("#", ...) < 1)
+  cmd = S.checkstring(cmd, 1, select("#", ...) < 1)
+  if cmd:find("\0", 1, true) then   -- execve() could only cut it short
+    S.argerror(1, "command contains a zero byte")
+  end
   if type(opts) ~= "table" then
-    S.typeerror(2, "spawn", "table", opts, select("#", ...) < 2)
+    S.typeerror(2, "table", opts, select("#", ...) < 2)
   end
   local i, o, e = stream(opts.stdin), stream(opts.stdout), stream(opts.stderr)
   local cb = opts.callback
@@ -72,19 +70,15 @@ function M.spawn(...)
   end
   local c, read, code = call(cspawn, cmd, i, o, e)
   if not c then return nil, read, code end
-  local h = S.new(Proc, {
-    _core = c, _read = read, _cb = cb, _q = {}, _n = 0,
-    _pipe = (i == true), _eof = false, _valid = true,
-  })
-  isproc[h] = true
-  return h
+  return new { core = c, read = read, cb = cb, q = {}, n = 0,
+               pipe = (i == true), eof = false, valid = true }
 end
 
 function methods.write(self, ...)
-  checkproc(self, "write")
-  if not self._valid then S.error(INVALID) end
-  if not self._pipe then S.error("process stdin is not connected to a pipe") end
-  local q, n = self._q, self._n
+  local st = check(self)
+  if not st.valid then S.error(INVALID) end
+  if not st.pipe then S.error("process stdin is not connected to a pipe") end
+  local q, n = st.q, st.n
   for i = 1, select("#", ...) do
     local v = select(i, ...)
     local t = type(v)
@@ -96,33 +90,33 @@ function methods.write(self, ...)
     elseif rawequal(v, EOF) then
       eof = true
     else
-      self._n = n
-      S.typeerror(i, "write", "string", v)
+      st.n = n
+      S.typeerror(i + 1, "string", v)
     end
-    if self._eof then
-      self._n = n
+    if st.eof then
+      st.n = n
       S.error("pipe to stdin is already closed")
     end
     if eof then
-      self._eof = true
+      st.eof = true
     elseif #v > 0 then
       n = n + 1
       q[n] = v
     end
   end
-  self._n = n
+  st.n = n
   return true
 end
 
 local SIGNALS = { term = true, kill = true }
 
 function methods.kill(self, ...)
-  checkproc(self, "kill")
+  local st = check(self)
   local sig = ...
-  if sig == nil then S.typeerror(1, "kill", "string", nil, select("#", ...) == 0) end
-  local s = S.checkoption(sig, 1, "kill", nil, SIGNALS)
-  if not self._valid then S.error(INVALID) end
-  return call(ckill, self._core, s)
+  if sig == nil then S.typeerror(2, "string", nil, select("#", ...) == 0) end
+  local s = S.checkoption(sig, 2, nil, SIGNALS)
+  if not st.valid then S.error(INVALID) end
+  return call(ckill, st.core, s)
 end
 
 -- One turn's results.  The common case, still running with at most one
@@ -130,7 +124,7 @@ end
 -- then, so a yield or an error there loses nothing.  Anything else (several
 -- chunks, a read error, the exit status) is kept in the handle and
 -- delivered by wait(), one item at a time.
-local function turn(self, cb, kind, code, s, d, s2, ...)
+local function turn(st, cb, kind, code, s, d, s2, ...)
   if kind == false and s2 == nil then
     if s ~= nil then cb(s, d) end
     return true, code
@@ -139,7 +133,7 @@ local function turn(self, cb, kind, code, s, d, s2, ...)
     if s == nil then S.error(code) end      -- Ctrl-C: "interrupted!"
     return nil, code, s                     -- an OS error: nil, msg, errno
   end
-  self._t, self._i = { kind, code, s, d, s2, ... }, 3
+  st.t, st.i = { kind, code, s, d, s2, ... }, 3
   return true
 end
 
@@ -155,36 +149,36 @@ end
 -- goes straight to the callback (nothing pending), until EOF or a failed
 -- read sends the loop back to step.
 function methods.wait(self)
-  checkproc(self, "wait")
-  if not self._valid then S.error(INVALID) end
-  local c, cb, read = self._core, self._cb, self._read
+  local st = check(self)
+  if not st.valid then S.error(INVALID) end
+  local c, cb, read = st.core, st.cb, st.read
   local fast, moved, ballast = false, 0, nil
   while true do
-    local t = self._t
+    local t = st.t
     if t then
-      local i = self._i
+      local i = st.i
       local s = t[i]
       if s ~= nil then
         local d = t[i + 1]
         if type(d) == "string" then
-          self._i = i + 2
+          st.i = i + 2
           cb(s, d)
         else
-          self._i = i + 3
+          st.i = i + 3
           cb(s, nil, t[i + 2], d)
         end
       else
-        self._t = nil
+        st.t = nil
         local kind = t[1]
         if kind then                                  -- reaped
           local code = t[2]
-          self._valid = false
-          self._ok, self._kind, self._code = (kind == "exit" and code == 0) or nil, kind, code
+          st.valid = false
+          st.ok, st.kind, st.code = (kind == "exit" and code == 0) or nil, kind, code
         end
       end
-    elseif self._kind then
-      return self._ok, self._kind, self._code
-    elseif fast and self._n == 0 then
+    elseif st.kind then
+      return st.ok, st.kind, st.code
+    elseif fast and st.n == 0 then
       -- The last pipe: one blocking read per turn, nothing else to move.
       local s, d = read()
       if s then
@@ -199,16 +193,18 @@ function methods.wait(self)
         fast = false                  -- EOF or a failed read: step says which
       end
     else
-      local data, n = nil, self._n
+      local data, n = nil, st.n
       if n > 0 then
-        data = (n == 1) and self._q[1] or concat(self._q, "", 1, n)
-        self._q, self._n = {}, 0
+        data = (n == 1) and st.q[1] or concat(st.q, "", 1, n)
+        st.q, st.n = {}, 0
       end
-      local ok, msg, code = turn(self, cb, cstep(c, data, self._eof))
+      local ok, msg, code = turn(st, cb, cstep(c, data, st.eof))
       if not ok then return nil, msg, code end
       fast = (msg == 1)
     end
   end
 end
 
-return M
+new, STATE = S.class("ipc.proc", methods, function(st) return cdescribe(st.core) end)
+
+return S.module(M)

@@ -11,7 +11,7 @@ import errno as _errno
 import os
 import signal as _signal
 
-from ..lua.support import LuaArgError, lua_file_fd
+from ..lua.support import lua_file_fd
 from . import READ_SIZE, Process
 
 __all__ = ["spawn", "step", "kill", "describe", "eof"]
@@ -55,8 +55,6 @@ def _stream(v):
 def spawn(cmd: bytes, stdin, stdout, stderr):
     """A LuaProcess and its reader (or an OSError: the face returns nil,
     msg, errno)."""
-    if b"\0" in cmd:  # execve() could only cut it short
-        raise LuaArgError(1, "spawn", "command contains a zero byte")
     h = LuaProcess(cmd, stdin=_stream(stdin), stdout=_stream(stdout),
                    stderr=_stream(stderr), callback=_noop)
     return h, _reader(h)

@@ -4,20 +4,13 @@
 -- inc() and a blocking dec() call posix_ipc's bound methods directly (one
 -- crossing into Python, no wrapper); everything else goes through core.
 local S, core = ...
-local pcall, type, setmetatable = pcall, type, setmetatable
+local pcall, type, select = pcall, type, select
 local call = S.call
 -- Bound once, at load (core is a Lua table: see support.lua's rule).
 local core_open, core_dec, core_failed, core_close, core_pointer =
       core.open, core.dec, core.failed, core.close, core.pointer
 
 local INVALID = "attempt to use invalid semaphore object"
-
--- Per-handle state, weak so that collecting a handle drops its Python
--- object (whose finalizer closes, and for the creator unlinks).
-local OBJ = setmetatable({}, { __mode = "k" })
-local REL = setmetatable({}, { __mode = "k" })
-local ACQ = setmetatable({}, { __mode = "k" })
-local PTR = setmetatable({}, { __mode = "k" })   -- LuaJIT: sem_t* for the FFI
 
 -- LuaJIT: sem_post/sem_trywait straight from Lua, no Python on the way.
 local C, cast
@@ -30,63 +23,74 @@ do
   end
 end
 
+-- A handle's state: the Python Semaphore (whose finalizer closes it, and
+-- for the creator unlinks), its bound release and acquire, and on LuaJIT
+-- the sem_t* for the FFI.  Closing empties it.
 local methods = {}
+local new, STATE     -- S.class, below the methods (it reads them)
+
+-- The state of an open handle; a Lua error for anything else.
+local function check(self)
+  local st = STATE[self]
+  if st == nil then S.typeerror(1, "ipc.sem", self) end
+  if st.closed then S.error(INVALID) end
+  return st
+end
 
 function methods.inc(self)
-  local p = PTR[self]
-  if p ~= nil and C.sem_post(p) == 0 then return true end
-  local rel = REL[self]
-  if rel == nil then S.error(INVALID) end
+  local st = STATE[self] or check(self)
+  if C then
+    local p = st.ptr
+    if p ~= nil and C.sem_post(p) == 0 then return true end
+  end
+  local rel = st.rel
+  if rel == nil then check(self) end               -- closed
   local ok, err = pcall(rel)
   if ok then return true end
-  return call(core_failed, OBJ[self], err, false)
+  return call(core_failed, st.obj, err, false)
 end
 
 function methods.dec(self, timeout)
-  local acq = ACQ[self]
-  if acq == nil then S.error(INVALID) end
+  local st = STATE[self] or check(self)
+  local acq = st.acq
+  if acq == nil then check(self) end               -- closed
   if timeout ~= nil then
     local t = timeout
-    if type(t) ~= "number" then t = S.checknumber(timeout, 1, "dec") end
-    if t >= 0 then return call(core_dec, OBJ[self], t) end
+    if type(t) ~= "number" then t = S.checknumber(timeout, 2) end
+    if t >= 0 then return call(core_dec, st.obj, t) end
   end
-  local p = PTR[self]
-  if p ~= nil and C.sem_trywait(p) == 0 then return true end
+  if C then
+    local p = st.ptr
+    if p ~= nil and C.sem_trywait(p) == 0 then return true end
+  end
   local ok, err = pcall(acq)
   if ok then return true end
-  return call(core_failed, OBJ[self], err, true)
+  return call(core_failed, st.obj, err, true)
 end
 
 function methods.close(self)
-  local obj = OBJ[self]
-  if obj == nil then S.error(INVALID) end
-  OBJ[self], REL[self], ACQ[self], PTR[self] = nil, nil, nil, nil
+  local st = check(self)
+  local obj = st.obj
+  st.closed, st.obj, st.rel, st.acq, st.ptr = true, nil, nil, nil, nil
   return call(core_close, obj)
 end
 
-local function state(self)
-  if OBJ[self] == nil then return "closed" end
-end
-
-local mt = S.class("ipc.sem", methods, state)
--- A to-be-closed handle that was closed by hand is left alone.
-mt.__close = function(self) if OBJ[self] ~= nil then methods.close(self) end end
+new, STATE = S.class("ipc.sem", methods)
 
 local M = {}
 
 function M.open(...)
   local name, n = ...
-  name = S.checkstring(name, 1, "open", select("#", ...) < 1)
-  n = S.optinteger(n, 2, "open", 0)
+  name = S.checkstring(name, 1, select("#", ...) < 1)
+  n = S.optinteger(n, 2, 0)
   local obj, rel, acq = call(core_open, name, n)
   if obj == nil then return nil, rel, acq end
-  local h = S.new(mt)
-  OBJ[h], REL[h], ACQ[h] = obj, rel, acq
+  local st = { obj = obj, rel = rel, acq = acq, closed = false }
   if C then
     local addr = core_pointer(obj)
-    if addr then PTR[h] = cast("void *", addr) end
+    if addr then st.ptr = cast("void *", addr) end
   end
-  return h
+  return new(st)
 end
 
-return M
+return S.module(M)

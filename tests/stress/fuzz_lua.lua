@@ -8,8 +8,8 @@
 --   * an error must be a string (or the one table a fuzz callback raises);
 --   * a failure returned as values must be nil, message (string) [, errno
 --     (a positive integer)];
---   * no Python object may come back as a userdata (proc.EOF and Lua files
---     are the only userdata allowed).
+--   * no Python object may come back as a userdata (proc.EOF, Lua files and
+--     our handles are the only userdata allowed).
 -- Calls that could legitimately block forever are made harmless first: a
 -- semaphore about to be decremented is incremented, a queue about to be
 -- read gets a message, one about to be written to is emptied by one.
@@ -26,6 +26,15 @@ local unpack = table.unpack or unpack
 local names_seen = {}
 
 local function noop() end
+
+-- The kind ("shm"...) of one of our handles: a userdata whose metatable is
+-- named "ipc.<kind>" (lupa's Python objects are named "POBJECT" on 5.3+).
+local function handle_kind(v)
+  if type(v) ~= "userdata" then return nil end
+  local mt = debug.getmetatable(v)
+  local name = mt and rawget(mt, "__name")
+  return type(name) == "string" and name:match("^ipc%.(.+)$") or nil
+end
 local CBERR = setmetatable({}, { __tostring = function() return "fuzz callback error" end })
 
 -- -- live handles -------------------------------------------------------------
@@ -151,7 +160,7 @@ local function finish_example()
   for i = #handles, 1, -1 do
     local h = handles[i]
     if io.type(h) == "file" then pcall(h.close, h)
-    elseif type(h) == "table" and h.close then pcall(h.close, h) end
+    elseif handle_kind(h) and h.close then pcall(h.close, h) end
   end
   env, handles = nil, nil
 end
@@ -173,7 +182,7 @@ local function sanitize(t, a)
     a[1] = "true #" .. v:gsub("[\n\r]", " ")
   end
   local self = a[1]
-  if not t.method or type(self) ~= "table" then return end
+  if not t.method or not handle_kind(self) then return end
   -- calls that could block forever are made non-blocking first
   local okmt, mt = pcall(debug.getmetatable, self)
   local tn = okmt and mt and mt.__name
@@ -197,7 +206,8 @@ local function judge(r)
   end
   for i = 2, r.n do
     local v = r[i]
-    if type(v) == "userdata" and not rawequal(v, EOF) and not io.type(v) then
+    if type(v) == "userdata" and not rawequal(v, EOF) and not io.type(v)
+       and not handle_kind(v) then
       return "bad", "returned a userdata (a Python object?) at #" .. (i - 1) .. ": " .. tostring(v)
     end
   end
@@ -232,7 +242,7 @@ local function call(i, n, ...)
   sanitize(t, a)
   local r = pack(pcall(t.fn, unpack(a, 1, n)))
   -- handles a call made are usable by the next calls of the example
-  if r[1] and type(r[2]) == "table" then
+  if r[1] and handle_kind(r[2]) then
     env.results[#env.results + 1] = r[2]
     handles[#handles + 1] = r[2]
   end
