@@ -82,8 +82,8 @@ io.popen = function(prog, mode)
   if mode ~= "r" and mode ~= "w" then
     error("bad argument #2 to 'popen' (invalid mode)", 2)
   end
-  local ok, child = pcall(cpopen, tostring(prog), mode)
-  if not ok then return nil, tostring(child), 0 end
+  local child, msg, errno = cpopen(tostring(prog), mode)
+  if not child then return nil, msg, errno end      -- as luaL_fileresult says it
   local f, err, code = io_open(cpath(child), mode)
   copened(child)
   if not f then cwait(child) return nil, err, code end

@@ -47,8 +47,14 @@ class _Popen:
 
 # posix.lua looks these up once and calls them with the child: it never
 # looks up attributes of Python objects per call (see ipc/lua/support.lua).
-def popen(cmd: bytes, mode: bytes) -> _Popen:
-    return _Popen(cmd, mode)
+def popen(cmd: bytes, mode: bytes):
+    """A new child, or ``None, "cmd: strerror", errno`` as lua's io.popen
+    says a failure (no descriptor left, no process left...)."""
+    try:
+        return _Popen(cmd, mode)
+    except OSError as exc:  # the lazy import of subprocess included (EMFILE)
+        code = exc.errno or 0
+        return None, cmd + b": " + os.strerror(code).encode(), code
 
 
 def path(child: _Popen) -> bytes:
