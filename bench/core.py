@@ -15,9 +15,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 #: Names of every named object the bench makes (ipcctl and the test
 #: session's leak check know the prefix "luaipcb-" is ours).
@@ -39,7 +39,7 @@ class Settings:
     proc_mib: int      # MiB streamed per proc call
 
     @classmethod
-    def for_mode(cls, mode: str) -> "Settings":
+    def for_mode(cls, mode: str) -> Settings:
         if mode == "smoke":
             return cls(mode, reps=1, startup_reps=2, loop=2000, mib_loops=4, trips=300,
                        messages=2000, proc_mib=4)
@@ -53,7 +53,7 @@ class Settings:
 @dataclass
 class Ref:
     name: str
-    run: Optional[Callable[[], float]]
+    run: Callable[[], float] | None
     skipped: str = ""         # the reason, when run is None
 
 
@@ -64,9 +64,9 @@ class Group:
     unit: str                 # "us", "ms" or "MB/s"
     ours: Callable[[], float]
     refs: list[Ref]
-    goal: Optional[tuple[str, float]] = None   # (">=" | "<=", ratio) vs refs[0]
+    goal: tuple[str, float] | None = None   # (">=" | "<=", ratio) vs refs[0]
     note: str = ""
-    reps: Optional[int] = None
+    reps: int | None = None
     cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -77,7 +77,7 @@ class Group:
         for f in reversed(self.cleanup):
             try:
                 f()
-            except Exception as exc:  # cleanup must not hide the figures
+            except Exception as exc:  # noqa: BLE001  (cleanup must not hide the figures)
                 print(f"bench: cleanup of {self.case} ({self.engine}) failed: {exc}",
                       file=sys.stderr)
         self.cleanup.clear()

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the rows as a JSON list")
     ap.add_argument("--only", metavar="CASES", default=",".join(CASES),
                     help=f"comma-separated subset of {','.join(CASES)}")
-    ap.add_argument("--engines", default=",".join(ENGINES + ("python",)),
+    ap.add_argument("--engines", default=",".join((*ENGINES, "python")),
                     help="comma-separated Lua engines, and 'python' for the Python API")
     ap.add_argument("--reps", type=int, help="rounds per case (default by mode)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")

@@ -39,16 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine:
         env["LUAIPC_ENGINE"] = args.engine
     luaipc = luaipc_command()
-    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    producer = subprocess.Popen(luaipc + [str(HERE / "mq_producer.lua"), args.name,
-                                          str(args.count), "2"], **pipes)
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "env": env}
+    producer = subprocess.Popen([*luaipc, str(HERE / "mq_producer.lua"), args.name,
+                                 str(args.count), "2"], **pipes)
     first = producer.stdout.readline()
     if "ready" not in first:
         print(first, producer.communicate()[1], file=sys.stderr, end="")
         return 1
     print(first, end="")
     consumers = [
-        subprocess.Popen(luaipc + [str(HERE / "mq_consumer.lua"), args.name, "lua"], **pipes),
+        subprocess.Popen([*luaipc, str(HERE / "mq_consumer.lua"), args.name, "lua"], **pipes),
         subprocess.Popen([sys.executable, str(HERE / "mq_consumer.py"), args.name, "python"],
                          **pipes),
     ]

@@ -55,7 +55,7 @@ def main() -> int:
         ping.acquire()                          # semaphores are created with
         pong.acquire()                          # 1 (LuaIPC: n = 0 opens); take it
         box.write(b"0\n")
-        child = subprocess.Popen(luaipc() + ["-e", LUA, "-", name, str(ROUNDS)],
+        child = subprocess.Popen([*luaipc(), "-e", LUA, "-", name, str(ROUNDS)],
                                  stdin=subprocess.DEVNULL)
         try:
             for _ in range(ROUNDS):

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from ._errors import (ExistsError, Interrupted, IPCError, NotFoundError,
-                      PermissionDenied, Timeout)
+from ._errors import ExistsError, Interrupted, IPCError, NotFoundError, PermissionDenied, Timeout
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms of start-up
 
@@ -20,16 +19,18 @@ __version__ = "0.1.0"
 #: The modules LuaIPC has, plus the ones luaipc adds, in ``require`` order.
 MODULES = ("shm", "sem", "mmap", "filelock", "proc", "strfile", "mq")
 
+# The modules spelled out, not *MODULES: linters and type checkers read
+# __all__ without running it.
 __all__ = ["__version__", "MODULES", "IPCError", "ExistsError", "NotFoundError",
            "PermissionDenied", "Timeout", "Interrupted", "cleanup_on_signals", "lua",
-           *MODULES]
+           "shm", "sem", "mmap", "filelock", "proc", "strfile", "mq"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import filelock, lua, mmap, mq, proc, sem, shm, strfile
     from ._signals import cleanup_on_signals
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # PEP 562: import a submodule the first time it is asked for.
     if name in MODULES or name == "lua":
         return importlib.import_module(f"{__name__}.{name}")
@@ -38,5 +39,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(MODULES) | {"lua", "cleanup_on_signals"})

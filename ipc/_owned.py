@@ -81,9 +81,11 @@ class Owned:
         if not self.held:
             return
         unlink, self._unlink = self._unlink, None
+        if unlink is None:
+            return  # another thread released it between the check and the swap
         try:
-            unlink()  # type: ignore[misc]  # held implies not None
-        except Exception:  # noqa: BLE001, S110  (gone already: fine)
+            unlink()
+        except Exception:  # noqa: BLE001  (gone already: fine)
             pass
 
 
@@ -93,7 +95,7 @@ def release_handle(close: Callable[[], None], owned: Owned | None) -> None:
     raises."""
     try:
         close()
-    except Exception:  # noqa: BLE001, S110  (a finalizer must not raise)
+    except Exception:  # noqa: BLE001  (a finalizer must not raise)
         pass
     if owned is not None:
         owned.release()

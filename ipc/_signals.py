@@ -58,7 +58,7 @@ def cleanup_on_signals() -> tuple[int, ...]:
     return tuple(handled)
 
 
-def _on_signal(signum: int, frame) -> None:
+def _on_signal(signum: int, _frame: object) -> None:
     global _received
     if _received:
         return

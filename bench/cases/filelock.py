@@ -27,48 +27,54 @@ end, function() f:close() end
 def _loop(lock, unlock, *args):
     def loop(n):
         for _ in range(n):
-            lock(*args); unlock(*args)
+            lock(*args)
+            unlock(*args)
     return loop
 
 
 def _group(st: Settings, engine: str, runtime, scratch) -> Group:
     path = str(scratch.path / f"lock-{engine}")
-    raw_f = open(path, "w+b")
-    fd = raw_f.fileno()
+    g = Group("filelock lock+unlock", engine, "us", None, [])
+
+    def opened(suffix: str):
+        f = open(path + suffix, "w+b")  # noqa: SIM115  (open across rounds: the group closes it)
+        g.cleanup.append(f.close)
+        return f
+
+    fd = opened("").fileno()
     lockf = fcntl.lockf
 
     def raw(n):
         for _ in range(n):
-            lockf(fd, fcntl.LOCK_EX); lockf(fd, fcntl.LOCK_UN)
+            lockf(fd, fcntl.LOCK_EX)
+            lockf(fd, fcntl.LOCK_UN)
 
     import portalocker
-    pl_f = open(path + ".pl", "w+b")
+    pl_f = opened(".pl")
 
     def pl(n):
         for _ in range(n):
-            portalocker.lock(pl_f, portalocker.LOCK_EX); portalocker.unlock(pl_f)
+            portalocker.lock(pl_f, portalocker.LOCK_EX)
+            portalocker.unlock(pl_f)
 
-    refs = [Ref("raw fcntl.lockf (Python)", per_op_us(raw, st.loop)),
-            Ref("portalocker.lock/unlock", per_op_us(pl, st.loop))]
+    g.refs += [Ref("raw fcntl.lockf (Python)", per_op_us(raw, st.loop)),
+               Ref("portalocker.lock/unlock", per_op_us(pl, st.loop))]
     try:
         import filelock as tox_filelock
     except ImportError:
-        refs.append(Ref("filelock.FileLock", None, "filelock is not installed "
-                        "(not a luaipc dependency)"))
+        g.refs.append(Ref("filelock.FileLock", None, "filelock is not installed "
+                          "(not a luaipc dependency)"))
     else:
         fl = tox_filelock.FileLock(path + ".fl")
-        refs.append(Ref("filelock.FileLock", per_op_us(_loop(fl.acquire, fl.release), st.loop)))
-    g = Group("filelock lock+unlock", engine, "us", None, refs)
-    g.cleanup += [raw_f.close, pl_f.close]
+        g.refs.append(Ref("filelock.FileLock",
+                          per_op_us(_loop(fl.acquire, fl.release), st.loop)))
     if runtime is not None:
         loop, close = runtime.execute(LUA, os.fsencode(path + ".ours"))
         g.cleanup.append(close)
         g.ours = per_op_us(loop, st.loop)
     else:
         from ipc import filelock
-        f = open(path + ".ours", "w+b")
-        g.cleanup.append(f.close)
-        g.ours = per_op_us(_loop(filelock.lock, filelock.unlock, f), st.loop)
+        g.ours = per_op_us(_loop(filelock.lock, filelock.unlock, opened(".ours")), st.loop)
     return g
 
 

@@ -17,7 +17,7 @@ import time
 
 import posix_ipc
 
-from ..core import Group, Ref, Settings, fresh, luaipc_command, lua_env, per_op_us
+from ..core import Group, Ref, Settings, fresh, lua_env, luaipc_command, per_op_us
 
 SIZE = 100
 
@@ -84,7 +84,7 @@ def _commands(kind: str, engine: str, scratch) -> dict:
         return {r: ([sys.executable, "-c", PY_RAW[r]], None) for r in PY_RAW}
     if engine == "python":
         return {r: ([sys.executable, "-c", PY_IPC[r]], None) for r in PY_IPC}
-    return {r: (luaipc_command() + [scratch.write(f"mq_{r}.lua", LUA[r])], lua_env(engine))
+    return {r: ([*luaipc_command(), scratch.write(f"mq_{r}.lua", LUA[r])], lua_env(engine))
             for r in LUA}
 
 
@@ -139,7 +139,8 @@ def one_process(st: Settings, engine: str, runtime) -> Group:
 
     def raw_loop(k):
         for _ in range(k):
-            send(m); receive()
+            send(m)
+            receive()
     g = Group("mq 100 B send+receive, one process", engine, "us", None,
               [Ref("raw posix_ipc (Python)", per_op_us(raw_loop, st.loop // 2))])
     g.cleanup += [lambda: posix_ipc.unlink_message_queue("/" + name), raw.close]
@@ -153,7 +154,8 @@ def one_process(st: Settings, engine: str, runtime) -> Group:
 
         def loop(k):
             for _ in range(k):
-                qs(m); qr()
+                qs(m)
+                qr()
         close = q.close
         g.cleanup.append(close)
     g.ours = per_op_us(loop, st.loop // 2)

@@ -20,7 +20,7 @@ import time
 
 import posix_ipc
 
-from ..core import Group, Ref, Settings, fresh, luaipc_command, lua_env, per_op_us
+from ..core import Group, Ref, Settings, fresh, lua_env, luaipc_command, per_op_us
 
 LUA_LOOP = """
 local sem = require "ipc.sem"
@@ -74,7 +74,8 @@ def _raw_loop(s):
 
     def loop(n):
         for _ in range(n):
-            rel(); acq()
+            rel()
+            acq()
     return loop
 
 
@@ -101,7 +102,8 @@ def uncontended(st: Settings, engine: str, runtime) -> Group:
 def _raw_loop_named(inc, dec):
     def loop(n):
         for _ in range(n):
-            inc(); dec()
+            inc()
+            dec()
     return loop
 
 
@@ -113,14 +115,15 @@ def _pingpong(trips: int, child_cmd: list[str], env=None, local=None) -> float:
     pong = posix_ipc.Semaphore("/" + b, posix_ipc.O_CREX, 0o600, 0)
     child = None
     try:
-        child = subprocess.Popen(child_cmd + [a, b, str(trips)], env=env,
+        child = subprocess.Popen([*child_cmd, a, b, str(trips)], env=env,
                                  stdout=subprocess.DEVNULL)
         if local is None:
             rel, acq = ping.release, pong.acquire
 
             def run(n):
                 for _ in range(n):
-                    rel(); acq()
+                    rel()
+                    acq()
             close = None
         else:
             run, close = local(a, b)
@@ -145,7 +148,8 @@ def _pingpong(trips: int, child_cmd: list[str], env=None, local=None) -> float:
 
 def _mp_echo(ping, pong, n):  # runs in the forked child
     for _ in range(n):
-        ping.acquire(); pong.release()
+        ping.acquire()
+        pong.release()
 
 
 def _mp_pingpong(trips: int) -> float:
@@ -157,10 +161,12 @@ def _mp_pingpong(trips: int) -> float:
         rel, acq = ping.release, pong.acquire
         warm = max(1, trips // 10)
         for _ in range(warm):
-            rel(); acq()
+            rel()
+            acq()
         t = time.perf_counter()
         for _ in range(trips - warm):
-            rel(); acq()
+            rel()
+            acq()
         dt = time.perf_counter() - t
         child.join(120)
         return dt / (trips - warm) * 1e6
@@ -175,7 +181,7 @@ def pingpong(st: Settings, engine: str, runtime, scratch) -> Group:
     raw = Ref("raw posix_ipc (Python)",
               lambda: _pingpong(trips, [sys.executable, "-c", RAW_ECHO]))
     if runtime is not None:
-        echo = luaipc_command() + [scratch.write("sem_echo.lua", LUA_ECHO)]
+        echo = [*luaipc_command(), scratch.write("sem_echo.lua", LUA_ECHO)]
         env = lua_env(engine)
 
         def local(a, b):
@@ -191,10 +197,12 @@ def pingpong(st: Settings, engine: str, runtime, scratch) -> Group:
 
             def run(n):
                 for _ in range(n):
-                    inc(); dec()
+                    inc()
+                    dec()
 
             def close():
-                ping.close(); pong.close()
+                ping.close()
+                pong.close()
             return run, close
         ours = lambda: _pingpong(trips, [sys.executable, "-c", PY_ECHO], None, local)  # noqa: E731
         refs = [raw, Ref("multiprocessing.Semaphore (fork)", lambda: _mp_pingpong(trips))]

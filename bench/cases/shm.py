@@ -95,7 +95,10 @@ def _py_ours():
     def small(n):
         acc = 0
         for _ in range(n):
-            seek(64); write(DATA8); seek(64); acc += len(read(8))
+            seek(64)
+            write(DATA8)
+            seek(64)
+            acc += len(read(8))
         return acc
 
     data = b"x" * MIB
@@ -103,7 +106,10 @@ def _py_ours():
     def big(n):
         acc = 0
         for _ in range(n):
-            seek(0); write(data); seek(0); acc += len(read(MIB))
+            seek(0)
+            write(data)
+            seek(0)
+            acc += len(read(MIB))
         return acc
     return small, big, h.close
 
@@ -140,7 +146,7 @@ def _group(st: Settings, engine: str, runtime, big: bool) -> Group:
     return g
 
 
-def groups(st: Settings, engines, runtimes, scratch):
+def groups(st: Settings, engines, runtimes, _scratch):
     for big in (False, True):
         for engine in engines:
             yield lambda e=engine, b=big: _group(st, e, runtimes(e), b)

@@ -43,7 +43,7 @@ def _timed(cmd: list[str], env):
 
 def _group(st: Settings, engine: str, scratch) -> Group:
     env = _env(scratch)
-    ours = _timed(luaipc_command() + ["-e", ""], _env(scratch, engine))
+    ours = _timed([*luaipc_command(), "-e", ""], _env(scratch, engine))
     mod = LUPA.get(engine, "lupa.lua54")
     refs = [Ref(f"python -c 'import {mod}, posix_ipc'",
                 _timed([sys.executable, "-c", f"import {mod}, posix_ipc"], env)),
@@ -52,7 +52,7 @@ def _group(st: Settings, engine: str, scratch) -> Group:
                  reps=st.startup_reps)
 
 
-def groups(st: Settings, engines, runtimes, scratch):
+def groups(st: Settings, engines, _runtimes, scratch):
     for engine in engines:
         if engine != "python":
             yield lambda e=engine: _group(st, e, scratch)

@@ -56,7 +56,8 @@ def _remove_unused(obj: NamedObject) -> bool:
     (us) or root rename over it or remove it.
     """
     path = obj.path
-    assert path is not None, "only queues seen through a holder have no file"
+    if path is None:  # a queue seen only through a holder, which is in use
+        raise ValueError(f"{obj.kind} {obj.name!r} has no file to remove")
     with write_lease(path, obj.dev, obj.ino) as verdict:
         if verdict in (GONE, BUSY):
             return False
@@ -96,9 +97,10 @@ def clean(pattern: str | None = None, *, dry_run: bool = False,
         again = {(o.kind, o.name, o.dev, o.ino): o
                  for o in list_objects(kinds=kinds, pattern=pattern)}
     results = []
-    for o in first:
-        if o.state == ORPHANED:
-            now = again.get((o.kind, o.name, o.dev, o.ino))
+    for seen in first:
+        o = seen  # as the first listing saw it; an orphan as the second one sees it
+        if seen.state == ORPHANED:
+            now = again.get((seen.kind, seen.name, seen.dev, seen.ino))
             if now is None or now.state == IN_USE:
                 continue  # gone, replaced, or picked up meanwhile
             o = now

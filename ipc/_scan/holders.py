@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from .objects import Holder, NamedObject, mounts, mq_qsize, shm_dir
 
 Key = tuple[int, int]  # (st_dev, st_ino)
+#: st_dev -> whether it is the mqueue device, and "dev_known" -> whether
+#: that device is known (an mqueue mount), in which case no other is one
+MqState = dict[int | str, bool]
 
 CAP_SYS_PTRACE = 19  # linux/capability.h
 
@@ -66,7 +69,7 @@ def _maps_inodes(pid: int, keys: set[Key]) -> set[Key]:
 
 
 def _fd_objects(pid: int, keys: set[Key], shm_prefix: str | None,
-                mq_state: dict) -> tuple[set[Key], list[tuple]]:
+                mq_state: MqState) -> tuple[set[Key], list[tuple[Key, str, os.stat_result, str]]]:
     """(dev, ino) of keys the process has open, and queues not in keys.
 
     Only links that can be ours are stat'ed: paths under /dev/shm, and
@@ -162,7 +165,7 @@ def scan_processes(objs: list[NamedObject], mq_dev: int | None) -> ProcessScan:
     keys = set(by_key)
     d = shm_dir()
     shm_prefix = (os.path.realpath(d) + "/") if d else None
-    mq_state: dict = {}
+    mq_state: MqState = {}
     if mq_dev is not None:
         mq_state = {mq_dev: True, "dev_known": True}
     scan = ProcessScan(blind=proc_hides_processes())

@@ -185,9 +185,12 @@ def sem_value(path: str) -> int | None:
     if len(data) != SEM_FILE_SIZE:
         return None
     order = "<" if sys.byteorder == "little" else ">"
+    word: int
     if struct.calcsize("P") == 8:
-        return struct.unpack(order + "Q", data[:8])[0] & 0xFFFFFFFF
-    return struct.unpack(order + "I", data[:4])[0] >> 1
+        (word,) = struct.unpack(order + "Q", data[:8])
+        return word & 0xFFFFFFFF
+    (word,) = struct.unpack(order + "I", data[:4])
+    return word >> 1
 
 
 def mq_qsize(path: str) -> int | None:
@@ -245,7 +248,7 @@ def _shm_kind(filename: str, st: os.stat_result) -> tuple[str, str]:
     return "shm", filename
 
 
-def _mq_kind(filename: str, st: os.stat_result) -> tuple[str, str]:
+def _mq_kind(filename: str, _st: os.stat_result) -> tuple[str, str]:
     return "mq", filename
 
 

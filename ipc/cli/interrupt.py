@@ -71,7 +71,9 @@ import threading
 
 TYPE_CHECKING = False  # not typing's: importing typing costs start-up
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import NoReturn
+    from collections.abc import Callable
+    from types import ModuleType
+    from typing import Any, NoReturn
 
 LUA_MASKCALL, LUA_MASKRET, LUA_MASKLINE, LUA_MASKCOUNT = 1, 2, 4, 8
 _EVERY_INSTRUCTION = (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1)
@@ -137,7 +139,8 @@ class Interrupter:
     """Arms the signals for pure-Lua code in ``runtime`` (main thread only);
     ``armed`` is false when the lua_State could not be confirmed."""
 
-    def __init__(self, runtime, lupa_mod, run_chunk):
+    def __init__(self, runtime: object, lupa_mod: ModuleType,
+                 run_chunk: Callable[..., Any]) -> None:
         lib = ctypes.CDLL(lupa_mod.__file__)
         lib.lua_sethook.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
         lib.lua_gethook.argtypes = [ctypes.c_void_p]
@@ -145,7 +148,8 @@ class Interrupter:
         lib.lua_gethookmask.argtypes = [ctypes.c_void_p]
         lib.lua_gethookcount.argtypes = [ctypes.c_void_p]
         self._lib = lib
-        self._L = ctypes.c_void_p.from_address(id(runtime) + _STATE_SLOT * ctypes.sizeof(ctypes.c_void_p)).value
+        slot = id(runtime) + _STATE_SLOT * ctypes.sizeof(ctypes.c_void_p)
+        self._L = ctypes.c_void_p.from_address(slot).value
         self._hookf = None
         self._received = self._handled = 0  # SIGINTs seen by the watcher / by Python
         self._signum = 0                    # the first ending signal
@@ -186,8 +190,8 @@ class Interrupter:
         if key:                                    # 5.1: ldblib's hook-table key
             return _address(key) == L
         # LuaJIT: the hook that sethook just set must read back from L.
-        return (self._lib.lua_gethookcount(L) == _PROBE_COUNT
-                and self._lib.lua_gethookmask(L) == LUA_MASKCOUNT)
+        return bool(self._lib.lua_gethookcount(L) == _PROBE_COUNT
+                    and self._lib.lua_gethookmask(L) == LUA_MASKCOUNT)
 
     def _set_hook(self) -> None:
         self._lib.lua_sethook(self._L, self._hookf, *_EVERY_INSTRUCTION)
@@ -199,13 +203,13 @@ class Interrupter:
 
     # -- the handlers (main thread, between two Python bytecodes) ------------
 
-    def _on_sigint(self, signum: int, frame) -> None:
+    def _on_sigint(self, _signum: int, _frame: object) -> None:
         self._handled += 1
         if self._leaving.is_set():
             return  # luaipc is ending: nothing left to interrupt
         raise KeyboardInterrupt
 
-    def _on_ending(self, signum: int, frame) -> None:
+    def _on_ending(self, signum: int, _frame: object) -> None:
         if self._signum:
             return  # the first one is being handled
         self._signum = signum
@@ -264,7 +268,9 @@ class Interrupter:
             proc = sys.modules.get("ipc.proc")
             if proc is not None:  # SIGTERM first: the finalizers only SIGKILL
                 proc.shutdown_all(GRACE)
-            atexit._run_exitfuncs()  # finalizers: creators unlink their names
+            # Finalizers: creators unlink their names.  atexit has no public
+            # "run the handlers now"; this is what the interpreter's exit calls.
+            atexit._run_exitfuncs()  # noqa: SLF001
         finally:
             flush_c_stdio()
             for f in (sys.stdout, sys.stderr):
@@ -309,7 +315,8 @@ def left() -> None:
         _armed.left()
 
 
-def arm(runtime, lupa_mod, run_chunk) -> Interrupter | None:
+def arm(runtime: object, lupa_mod: ModuleType,
+        run_chunk: Callable[..., Any]) -> Interrupter | None:
     """Arm the signals for pure-Lua code if this is the main thread."""
     global _armed
     if threading.current_thread() is not threading.main_thread():

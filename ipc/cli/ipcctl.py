@@ -29,9 +29,13 @@ import os
 import stat
 import sys
 
-from .. import __version__
-from .. import _scan as reg
+from .. import __version__, _scan as reg
 from .._errors import IPCError
+
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable
+    from typing import TextIO
 
 PROGNAME = "ipcctl"
 
@@ -53,7 +57,7 @@ def _warn(msg: str) -> None:
     print(f"{PROGNAME}: {msg}", file=sys.stderr)
 
 
-def _mq_note(kinds) -> None:
+def _mq_note(kinds: Iterable[str]) -> None:
     if "mq" in kinds and reg.mqueue_dir() is None:
         _warn("note: no mqueue filesystem mounted: only message queues a process has "
               "open are seen, orphaned ones are not (mount -t mqueue none /dev/mqueue)")
@@ -100,7 +104,7 @@ def _json_text(text: str) -> str:
     return text if _is_utf8(text) else _shown(text)
 
 
-def _object_json(o: reg.NamedObject) -> dict:
+def _object_json(o: reg.NamedObject) -> dict[str, object]:
     """Stable keys, for ``ls --json`` and ``clean --json``."""
     return {
         "kind": o.kind, "name": _json_text(o.name),
@@ -116,32 +120,33 @@ def _object_json(o: reg.NamedObject) -> dict:
     }
 
 
-def _clean_json(r: reg.CleanResult) -> dict:
+def _clean_json(r: reg.CleanResult) -> dict[str, object]:
     d = _object_json(r.obj)
     d["removed"] = r.removed
     d["error"] = None if r.error is None else r.error.strerror
     return d
 
 
-def _dump_json(items: list[dict]) -> None:
+def _dump_json(items: list[dict[str, object]]) -> None:
     json.dump(items, sys.stdout, indent=2)  # ensure_ascii: plain ASCII, whatever the locale
     sys.stdout.write("\n")
 
 
-def _table(rows: list[list[str]], out) -> None:
+def _table(rows: list[list[str]], out: TextIO) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        cells = [c.ljust(w) for c, w in zip(r[:-1], widths)] + [r[-1]]
+        # the last column is not padded: one cell fewer than widths
+        cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)] + [r[-1]]
         # numbers right-aligned (SIZE is column 2)
         cells[2] = r[2].rjust(widths[2])
         out.write("  ".join(cells).rstrip() + "\n")
 
 
-def _kinds(args) -> tuple[str, ...]:
+def _kinds(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(args.kind) if args.kind else reg.KINDS
 
 
-def cmd_ls(args) -> int:
+def cmd_ls(args: argparse.Namespace) -> int:
     kinds = _kinds(args)
     objs = reg.list_objects(all_users=args.all, kinds=kinds, pattern=args.pattern)
     if args.json:
@@ -177,7 +182,7 @@ def _matching(pattern: str | None) -> str:
     return f" matching {_quoted(pattern)}" if pattern else ""
 
 
-def cmd_rm(args) -> int:
+def cmd_rm(args: argparse.Namespace) -> int:
     # Check every name first: a name that tries to escape (../x, a/b) or is
     # too long is refused before anything touches the OS.
     bad = False
@@ -203,7 +208,7 @@ def cmd_rm(args) -> int:
     return status
 
 
-def cmd_clean(args) -> int:
+def cmd_clean(args: argparse.Namespace) -> int:
     kinds = _kinds(args)
     results = reg.clean(args.pattern, dry_run=args.dry_run, kinds=kinds)
     status = 0 if all(r.error is None for r in results) else 1
@@ -246,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list named objects and the processes using them",
                         epilog=JSON_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ls.add_argument("--json", action="store_true", help="print JSON (a list of objects)")
-    ls.add_argument("-a", "--all", action="store_true", help="objects of every user, not only yours")
+    ls.add_argument("-a", "--all", action="store_true",
+                    help="objects of every user, not only yours")
     ls.add_argument("-k", "--kind", action="append", choices=reg.KINDS,
                     help="only this kind (may be repeated)")
     ls.add_argument("pattern", nargs="?", metavar="PATTERN", help="glob on the name, e.g. 'job-*'")
@@ -277,12 +283,13 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status: int = args.func(args)
     except BrokenPipeError:  # ipcctl ls | head
-        sys.stdout = None  # type: ignore[assignment]  # nothing left to flush at exit
+        sys.stdout = None  # nothing left to flush at exit
         return 0
     except KeyboardInterrupt:
         return 130
+    return status
 
 
 if __name__ == "__main__":

@@ -16,11 +16,25 @@ import os
 import sys
 
 from .. import __version__
+from ..lua import (
+    ENV_VAR,
+    RUNTIME_OPTIONS,
+    EngineError,
+    _read_data,
+    complete_stdlib,
+    install,
+    lupa_module,
+    resolve_engine,
+    run_chunk,
+)
 from . import interrupt
 from .interrupt import flush_c_stdio as _flush_c_stdio
-from ..lua import (ENV_VAR, RUNTIME_OPTIONS, EngineError, complete_stdlib, install, lupa_module,
-                   resolve_engine, run_chunk)
-from ..lua import _read_data
+
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, NoReturn
+
+    from lupa import LuaRuntime
 
 PROGNAME = "luaipc"
 
@@ -117,16 +131,16 @@ def _shell_quote(s: str) -> str:
     return "'" + s.replace("'", "'\"'\"'") + "'"
 
 
-def _make_runtime(engine: str, ignore_env: bool):
+def _make_runtime(engine: str, ignore_env: bool) -> LuaRuntime:
     mod = lupa_module(engine)
-    hidden = {}
+    hidden: dict[str, str] = {}
     if ignore_env:  # -E: package.path/cpath from the defaults, not LUA_PATH*
         for key in list(os.environ):
             if key.startswith(("LUA_PATH", "LUA_CPATH")):
                 hidden[key] = os.environ.pop(key)
     try:
-        runtime = mod.LuaRuntime(register_eval=False, register_builtins=False,
-                                 **RUNTIME_OPTIONS)
+        runtime: LuaRuntime = mod.LuaRuntime(register_eval=False, register_builtins=False,
+                                             **RUNTIME_OPTIONS)
     finally:
         os.environ.update(hidden)  # children still see them, as with lua -E
     install(runtime)
@@ -135,7 +149,7 @@ def _make_runtime(engine: str, ignore_env: bool):
     return runtime
 
 
-def _os_exit(code=None, close=None):
+def _os_exit(code: Any = None, _close: object = None) -> NoReturn:
     """os.exit: flush Lua's C streams, run Python's exit handlers (which
     release what this process created), then leave at once, uncatchable by
     pcall as in lua (by the signal instead, if an ending one came)."""
@@ -151,7 +165,7 @@ def _os_exit(code=None, close=None):
     interrupt.leaving()
     _flush_c_stdio()
     try:
-        atexit._run_exitfuncs()
+        atexit._run_exitfuncs()  # noqa: SLF001  (no public way to run them now)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -159,7 +173,7 @@ def _os_exit(code=None, close=None):
         os._exit(status & 0xFF)
 
 
-def _readline(prompt: bytes):
+def _readline(prompt: bytes) -> bytes | None:
     _flush_c_stdio()
     try:
         line = input(prompt.decode(errors="replace"))
@@ -171,15 +185,15 @@ def _readline(prompt: bytes):
     return os.fsencode(line)
 
 
-def _implementation(runtime) -> str:
+def _implementation(runtime: LuaRuntime) -> str:
     impl = runtime.lua_implementation  # bytes, as the runtime has no encoding
     return impl.decode() if isinstance(impl, bytes) else impl
 
 
-def _version_line(runtime) -> bytes:
-    import lupa
+def _version_line(runtime: LuaRuntime) -> bytes:
+    from lupa.version import __version__ as lupa_version
     impl = _implementation(runtime)
-    return f"{PROGNAME} {__version__}  {impl}  (lupa {lupa.__version__})".encode()
+    return f"{PROGNAME} {__version__}  {impl}  (lupa {lupa_version})".encode()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,13 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         interrupt.left()
 
 
-def _run(runtime, argv, flags, script) -> int:
+def _run(runtime: LuaRuntime, argv: list[str], flags: set[str], script: int) -> int:
     if "readline" not in sys.modules and ("i" in flags or sys.stdin.isatty()):
         try:
             import readline  # noqa: F401  (line editing for input())
         except ImportError:
             pass
-    lg = runtime.globals()
+    lg: Any = runtime.globals()  # Lua tables take attribute access (types-lupa lacks it)
     lg.python = None  # lupa's bridge object: not part of the lua command
     lg.os.exit = _os_exit
     driver_src = _read_data(__package__, "driver.lua")
@@ -263,7 +277,7 @@ def _run(runtime, argv, flags, script) -> int:
     return 0
 
 
-def _lua_init(runtime, D) -> bool:
+def _lua_init(runtime: LuaRuntime, D: Any) -> bool:
     major, minor = runtime.lua_version
     names = ["LUA_INIT"]
     if (major, minor) >= (5, 2) and "LuaJIT" not in _implementation(runtime):

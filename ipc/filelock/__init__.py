@@ -30,7 +30,6 @@ import fcntl
 import io
 import os
 import time
-from typing import Any, Optional, Union
 
 import portalocker
 from portalocker.portalocker import LockfLocker
@@ -38,9 +37,19 @@ from portalocker.portalocker import LockfLocker
 from .._errors import os_error, os_errors
 from .._timeout import timeout as check_timeout
 
-__all__ = ["lock", "trylock", "unlock", "locked", "RangeLock", "PathLock", "fileno"]
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import IO, Any, TypeAlias
 
-FileArg = Union[int, Any]  # an int fd or anything with fileno()
+    from _typeshed import FileDescriptorLike as FileArg  # an int fd or anything with fileno()
+    from portalocker.types import Mode
+    from typing_extensions import Self
+
+    _Lock: TypeAlias = portalocker.Lock[IO[Any]]
+else:
+    _Lock = portalocker.Lock  # not subscriptable in every portalocker that pyproject allows
+
+__all__ = ["lock", "trylock", "unlock", "locked", "RangeLock", "PathLock", "fileno"]
 
 _MODES = {"r": fcntl.LOCK_SH, "w": fcntl.LOCK_EX, "rw": fcntl.LOCK_EX}
 
@@ -57,7 +66,8 @@ def fileno(file: FileArg) -> int:
                         f"not {type(file).__name__}")
     if getattr(file, "closed", False):
         raise ValueError("attempt to use closed file")
-    return get()
+    fd: int = get()
+    return fd
 
 
 def _op(mode: str) -> int:
@@ -143,7 +153,7 @@ def unlock(file: FileArg, offset: int = 0, nbytes: int = 0) -> None:
 
 
 def _lock_within(file: FileArg, mode: str, offset: int, nbytes: int,
-                 timeout: Optional[float]) -> None:
+                 timeout: float | None) -> None:
     """lock() with the timeout rule: None waits, 0 tries once, > 0 polls."""
     timeout = check_timeout(timeout)
     if timeout is None:
@@ -163,13 +173,13 @@ class RangeLock:
     """A locked byte range as a context manager (see ``locked``)."""
 
     def __init__(self, file: FileArg, mode: str = "rw", offset: int = 0,
-                 nbytes: int = 0, timeout: Optional[float] = None) -> None:
+                 nbytes: int = 0, timeout: float | None = None) -> None:
         _op(mode)
         self.file, self.mode, self.timeout = file, mode, timeout
         self.offset, self.nbytes = _range(offset, nbytes)
         self.held = False
 
-    def acquire(self, timeout: Optional[float] = -1) -> None:
+    def acquire(self, timeout: float | None = -1) -> None:
         """Take the lock (``timeout`` -1: the one given at construction)."""
         _lock_within(self.file, self.mode, self.offset, self.nbytes,
                      self.timeout if timeout == -1 else timeout)
@@ -180,16 +190,16 @@ class RangeLock:
             self.held = False
             unlock(self.file, self.offset, self.nbytes)
 
-    def __enter__(self) -> "RangeLock":
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
 def locked(file: FileArg, mode: str = "rw", offset: int = 0, nbytes: int = 0,
-           timeout: Optional[float] = None) -> RangeLock:
+           timeout: float | None = None) -> RangeLock:
     """``with locked(f, "w", timeout=2): ...`` locks the range for the block;
     raises ``ipc.Timeout`` if it cannot within ``timeout`` seconds."""
     return RangeLock(file, mode, offset, nbytes, timeout)
@@ -198,7 +208,7 @@ def locked(file: FileArg, mode: str = "rw", offset: int = 0, nbytes: int = 0,
 _LOCKF = LockfLocker()
 
 
-class PathLock(portalocker.Lock):
+class PathLock(_Lock):
     """portalocker's path lock, taken with ``lockf`` (fcntl record locks)
     instead of its default ``flock``, so it excludes and is excluded by the
     byte-range locks above (and the C LuaIPC) on the whole file.
@@ -209,28 +219,28 @@ class PathLock(portalocker.Lock):
     entering the lock gives that file object.
     """
 
-    def __init__(self, path: Union[str, os.PathLike], *, shared: bool = False,
-                 timeout: Optional[float] = None, check_interval: float = 0.02,
-                 mode: str = "a+b") -> None:
+    def __init__(self, path: str | os.PathLike[str], *, shared: bool = False,
+                 timeout: float | None = None, check_interval: float = 0.02,
+                 mode: Mode = "a+b") -> None:
         flags = (portalocker.LockFlags.SHARED if shared else portalocker.LockFlags.EXCLUSIVE)
         super().__init__(os.fspath(path), mode, timeout=_pl_timeout(timeout),
                          check_interval=check_interval, fail_when_locked=False,
                          flags=flags | portalocker.LockFlags.NON_BLOCKING)
 
-    def _get_lock(self, fh):
+    def _get_lock(self, fh: IO[Any]) -> IO[Any]:
         _LOCKF.lock(fh, self.flags)
         return fh
 
-    def _release_claimed_fh(self, fh) -> None:
+    def _release_claimed_fh(self, fh: IO[Any]) -> None:
         try:
             _flush(fh)
             _LOCKF.unlock(fh)
-        except Exception:
+        except Exception:  # noqa: BLE001  (closing below drops the lock anyway)
             pass
         super()._release_claimed_fh(fh)  # closes (which drops the lock anyway)
 
-    def acquire(self, timeout: Optional[float] = -1, check_interval=None,
-                fail_when_locked=None):
+    def acquire(self, timeout: float | None = -1, check_interval: float | None = None,
+                fail_when_locked: bool | None = None) -> IO[Any]:
         t = self.timeout if timeout == -1 else _pl_timeout(timeout)
         try:
             with os_errors(self.filename):  # opening the file: EMFILE, EACCES...
@@ -244,7 +254,7 @@ class PathLock(portalocker.Lock):
             raise
 
 
-def _pl_timeout(timeout: Optional[float]) -> float:
+def _pl_timeout(timeout: float | None) -> float:
     # portalocker reads None as "its default of 5 s"; ours means forever.
     timeout = check_timeout(timeout)
     return float("inf") if timeout is None else timeout

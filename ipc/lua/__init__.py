@@ -27,7 +27,19 @@ from .crossing import fresh
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover (typing costs ~3 ms of luaipc's start-up)
     from types import ModuleType
-    from typing import Any
+    from typing import Any, Protocol
+
+    # What new_runtime() gives.  Every engine's LuaRuntime (lupa.lua54,
+    # lupa.luajit21...) is a class of its own, built from one Cython source
+    # with one API: lupa's default class (the newest engine) stands for all.
+    from lupa import LuaRuntime
+
+    class _Runtime(Protocol):
+        """What install() needs of a runtime: any engine's LuaRuntime."""
+
+        def eval(self, lua_code: str, *args: Any) -> Any: ...
+        def table(self, *items: Any, **kwargs: Any) -> Any: ...
+        def table_from(self, *args: Any, recursive: bool = False) -> Any: ...
 
 __all__ = ["ENGINES", "DEFAULT_ENGINE", "ENV_VAR", "EngineError", "resolve_engine",
            "lupa_module", "new_runtime", "install", "complete_stdlib", "run_chunk",
@@ -48,7 +60,8 @@ ENV_VAR = "LUAIPC_ENGINE"
 
 #: What the faces need of a runtime: Lua strings stay bytes (binary data
 #: round-trips), and ``return None, msg, errno`` arrives as three values.
-RUNTIME_OPTIONS = {"encoding": None, "unpack_returned_tuples": True}
+#: Keyword arguments of ``LuaRuntime``: ``LuaRuntime(**RUNTIME_OPTIONS)``.
+RUNTIME_OPTIONS: dict[str, Any] = {"encoding": None, "unpack_returned_tuples": True}
 
 
 class EngineError(ValueError):
@@ -75,19 +88,19 @@ def lupa_module(engine: str | None = None) -> ModuleType:
                           f"installation ({exc})") from exc
 
 
-def new_runtime(engine: str | None = None, **options: Any):
+def new_runtime(engine: str | None = None, **options: Any) -> LuaRuntime:
     """A new ``LuaRuntime`` of ``engine`` with the ipc modules installed.
 
     Extra keyword arguments go to ``LuaRuntime``; the two options the faces
     depend on (``RUNTIME_OPTIONS``) are set for you.
     """
-    runtime = lupa_module(engine).LuaRuntime(**{**options, **RUNTIME_OPTIONS})
+    runtime: LuaRuntime = lupa_module(engine).LuaRuntime(**{**options, **RUNTIME_OPTIONS})
     install(runtime)
     complete_stdlib(runtime)
     return runtime
 
 
-def install(runtime) -> None:
+def install(runtime: _Runtime) -> None:
     """Make ``require "ipc.<module>"`` and ``require "ipc"`` work in ``runtime``.
 
     Nothing is imported or compiled until a script requires a module.
@@ -97,19 +110,19 @@ def install(runtime) -> None:
               runtime.table_from([m.encode() for m in MODULES]))
 
 
-def complete_stdlib(runtime) -> None:
+def complete_stdlib(runtime: _Runtime) -> None:
     """Give a runtime what the ``lua`` command has and lupa's PUC-Lua builds
     lack (they are compiled without LUA_USE_POSIX): ``io.popen``, the
     decoded status of ``os.execute``, ``os.tmpname`` with mkstemp."""
     from . import posix
     core = runtime.table()
     exports = _exports(posix)
-    for k, v in zip(exports[::2], exports[1::2]):
+    for k, v in zip(exports[::2], exports[1::2], strict=True):
         core[k] = v
     run_chunk(runtime, _read_lua(__name__, "posix.lua"), b"=[ipc.posix]", core)
 
 
-def run_chunk(runtime, source: bytes, chunkname: bytes, *args):
+def run_chunk(runtime: _Runtime, source: bytes, chunkname: bytes, *args: object) -> Any:
     """Compile ``source`` with the runtime's own ``load`` and call it."""
     return runtime.eval(_RUN)(source, chunkname, *args)
 
@@ -153,10 +166,10 @@ _LOADER = b"""local face, modules = ...
 _RUN = "function(src, name, ...) return assert((loadstring or load)(src, name))(...) end"
 
 
-def _face(name: bytes):
+def _face(module: bytes) -> tuple[object, ...]:
     """Source and chunk name of a module's Lua face, then its core namespace
     as name, value, name, value... (the loader makes a Lua table of them)."""
-    name = name.decode()
+    name = module.decode()
     if name == "_support":
         from . import support as core
         return (_read_lua(__name__, "support.lua"), b"=[ipc.support]", *_exports(core))
@@ -171,11 +184,11 @@ def _face(name: bytes):
     return (_read_lua(f"ipc.{name}", "face.lua"), f"=[ipc.{name}]".encode(), *_exports(core))
 
 
-def _exports(core: ModuleType) -> list:
+def _exports(core: ModuleType) -> list[object]:
     """A core module's ``__all__``, flat: [b"name", value, ...], each value
     a fresh copy for this runtime (``crossing.fresh``).  The loader makes a
     Lua table of them, so faces never index a Python object."""
-    flat: list = []
+    flat: list[object] = []
     for k in core.__all__:
         flat += [k.encode(), fresh(getattr(core, k))]
     return flat
@@ -207,7 +220,7 @@ def _read_data(package: str, filename: str) -> bytes:
     return resources.files(package).joinpath(filename).read_bytes()
 
 
-def _check_runtime(runtime) -> None:
+def _check_runtime(runtime: _Runtime) -> None:
     probe = runtime.eval('function(f) return "s", select("#", f()) end')
     kind, count = probe(lambda: (1, 2))
     if not isinstance(kind, bytes) or count != 2:

@@ -31,12 +31,17 @@ object that is already there, or one that cannot be checked.
 """
 from __future__ import annotations
 
+import functools
 import os
 import weakref
+from types import FunctionType
+
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
 
 __all__ = ["fresh", "CrossingError", "CHECKING"]
 
-_FunctionType = type(lambda: None)
 _PLAIN = (type(None), bool, int, float, bytes)
 
 #: Whether the checker is on (read once, when the bridge is first imported).
@@ -47,14 +52,14 @@ class CrossingError(AssertionError):
     """A core function broke the crossing rule (see the module docstring)."""
 
 
-def fresh(value):
+def fresh(value: object) -> object:
     """What the bridge sends Lua for a core module's export: a new copy of
     a Python function (same code, globals, defaults and closure: no extra
     frame per call), or a plain value as it is.  Anything else is refused:
     the bridge could only send it again to the next runtime."""
-    if isinstance(value, _FunctionType):
-        copy = _FunctionType(value.__code__, value.__globals__, value.__name__,
-                             value.__defaults__, value.__closure__)
+    if isinstance(value, FunctionType):
+        copy = FunctionType(value.__code__, value.__globals__, value.__name__,
+                            value.__defaults__, value.__closure__)
         copy.__kwdefaults__ = value.__kwdefaults__
         copy.__qualname__ = value.__qualname__
         copy.__doc__ = value.__doc__
@@ -69,13 +74,13 @@ def fresh(value):
 # -- the checker (tests) ------------------------------------------------------
 
 #: id -> weak reference of every object handed to Lua and still alive.
-_crossed: dict[int, weakref.ref] = {}
+_crossed: dict[int, weakref.ref[object]] = {}
 #: The latest exceptions raised into Lua (they cannot be weakly referenced,
 #: so a bounded few are kept alive).
-_raised: list = []
+_raised: list[BaseException] = []
 
 
-def _note(obj, where: str) -> None:
+def _note(obj: object, where: str) -> None:
     if isinstance(obj, _PLAIN) or type(obj).__module__.startswith("lupa."):
         return  # converted by value, or a Lua object lupa pushes by its ref
     if isinstance(obj, BaseException):  # cannot be weakly referenced
@@ -91,22 +96,22 @@ def _note(obj, where: str) -> None:
         raise CrossingError(f"{where} handed Lua {obj!r} again "
                             "(see ipc/lua/crossing.py)")
     try:
-        _crossed[key] = weakref.ref(obj, lambda r, key=key: _forget(key, r))
+        _crossed[key] = weakref.ref(obj, functools.partial(_forget, key))
     except TypeError:
         raise CrossingError(f"{where} handed Lua a {type(obj).__name__}, which lupa "
                             "wraps but the checker cannot follow; return plain "
                             "values or a new object") from None
 
 
-def _forget(key: int, ref: weakref.ref) -> None:
+def _forget(key: int, ref: weakref.ref[object]) -> None:
     if _crossed.get(key) is ref:
         del _crossed[key]
 
 
-def _checked(f):
+def _checked(f: Callable[..., object]) -> Callable[..., object]:
     where = getattr(f, "__qualname__", repr(f))
 
-    def checked(*args, **kwargs):
+    def checked(*args: object, **kwargs: object) -> object:
         try:
             result = f(*args, **kwargs)
         except BaseException as exc:
@@ -121,15 +126,15 @@ def _checked(f):
     checked.__name__ = getattr(f, "__name__", "checked")
     checked.__qualname__ = where
     checked.__doc__ = getattr(f, "__doc__", None)
-    checked.__wrapped__ = f
+    checked.__wrapped__ = f  # type: ignore[attr-defined]  # a function takes any attribute
     _wrappers.add(checked)
     return checked
 
 
-_wrappers: weakref.WeakSet = weakref.WeakSet()
+_wrappers: weakref.WeakSet[Callable[..., object]] = weakref.WeakSet()
 
 
-def _returned(x, where: str):
+def _returned(x: object, where: str) -> object:
     if (callable(x) and not isinstance(x, type) and not hasattr(x, "__self__")
             and x not in _wrappers):
         x = _checked(x)  # a closure the face will call: check it as well

@@ -8,6 +8,7 @@ caller's runtime leaves its standard library alone.
 """
 from __future__ import annotations
 
+import errno
 import os
 
 __all__ = ["popen", "path", "opened", "wait", "tmpname"]
@@ -22,11 +23,14 @@ class _Popen:
     def __init__(self, cmd: bytes, mode: bytes):
         import subprocess
         reading = mode.startswith(b"r")
-        self.proc = subprocess.Popen(
+        # io.popen runs its command through /bin/sh, as C's popen(3) does.
+        self.proc = subprocess.Popen(  # noqa: S602
             cmd, shell=True,
             stdout=subprocess.PIPE if reading else None,
             stdin=None if reading else subprocess.PIPE)
         pipe = self.proc.stdout if reading else self.proc.stdin
+        if pipe is None:  # never: the pipe was asked for (this tells the type checker)
+            raise OSError(errno.EPIPE, os.strerror(errno.EPIPE))
         self.fd = pipe.fileno()
         self.pipe = pipe
 
@@ -37,7 +41,7 @@ class _Popen:
         # Lua has its own descriptor on the pipe now; drop ours so EOF works.
         self.pipe.close()
 
-    def wait(self):
+    def wait(self) -> tuple[bool | None, bytes, int]:
         """os.execute-style result of the child: ok, "exit"|"signal", code."""
         status = self.proc.wait()
         if status < 0:
@@ -65,7 +69,7 @@ def opened(child: _Popen) -> None:
     child.opened()
 
 
-def wait(child: _Popen):
+def wait(child: _Popen) -> tuple[bool | None, bytes, int]:
     return child.wait()
 
 

@@ -27,14 +27,14 @@ def anew(exc: BaseException) -> BaseException:
     object would hand it to Lua a second time (see crossing.py)."""
     try:
         new = type(exc)(*exc.args)
-    except Exception:  # a constructor that wants other arguments
+    except Exception:  # noqa: BLE001  (a constructor that wants other arguments)
         return RuntimeError(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, OSError):
+    if isinstance(exc, OSError) and isinstance(new, OSError):
         new.errno, new.strerror, new.filename = exc.errno, exc.strerror, exc.filename
     return new
 
 
-def classify(exc: BaseException):
+def classify(exc: BaseException) -> tuple[bytes, bytes, int] | tuple[bytes, bytes]:
     """How a Python exception reaches Lua: ``("os", strerror, errno)`` for an
     OS failure (the face returns ``nil, msg, errno``), ``("error", msg)``
     for anything else (the face raises a Lua error with msg)."""
@@ -64,7 +64,7 @@ def lua_file_fd(text: bytes) -> int:
     m = _FILE_ADDRESS.search(text)
     if not m:
         raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-    fd = _libc.fileno(int(m.group(1), 16))
+    fd: int = _libc.fileno(int(m.group(1), 16))
     if fd < 0:
         code = ctypes.get_errno() or errno.EBADF
         raise OSError(code, os.strerror(code))
