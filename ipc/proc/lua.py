@@ -14,7 +14,7 @@ from typing import Any
 
 from ..lua.support import lua_file_fd
 from . import Process
-from ._pump import READ_SIZE
+from ._pump import READ_SIZE, Pump
 
 __all__ = ["spawn", "step", "kill", "describe", "eof"]
 
@@ -65,12 +65,11 @@ def spawn(cmd: bytes, stdin, stdout, stderr):
 _INTERRUPTED = (None, b"interrupted!")
 
 
-def _read_last(h: LuaProcess):
-    """One blocking read of the last output pipe, when nothing is left to
+def _read_last(h: LuaProcess, pump: Pump):
+    """One blocking read of h's last output pipe, when nothing is left to
     feed: ``(stream, chunk)``; None when there is no such pipe, at EOF or on
     a failed read (step's general path then reaps or reports it);
     ``(nil, "interrupted!")`` after Ctrl-C, the child shut down."""
-    pump = h.pump
     fd = pump.blocking
     if fd < 0:
         return None
@@ -88,8 +87,10 @@ def _reader(h: LuaProcess):
     """The turn of h:wait() once a single output pipe is left and no input
     can come (step says so with code 1): _read_last with no arguments to
     convert."""
+    pump = h.pump
+
     def read():
-        return _read_last(h)
+        return _read_last(h, pump)
     return read
 
 
@@ -104,7 +105,7 @@ def step(h: LuaProcess, data, eof):
     ``nil, "interrupted!"`` for Ctrl-C.  Errors come back as values, so the
     face needs no pcall per turn."""
     pump = h.pump
-    got = _read_last(h)  # the last pipe, nothing to feed: one read is the turn
+    got = _read_last(h, pump)  # the last pipe, nothing to feed: one read is the turn
     if got is _INTERRUPTED:
         return got
     if got is not None:
