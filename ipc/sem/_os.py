@@ -10,8 +10,9 @@ returns: ``Semaphore`` calls them inline, and hands them to the Lua face
 """
 from __future__ import annotations
 
-import ctypes
 import errno
+import functools
+from typing import Any
 
 import posix_ipc
 
@@ -46,24 +47,30 @@ def unlink(path: str) -> None:
 
 # -- a sem_t* of its own, for the LuaJIT FFI ---------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.sem_open.restype = ctypes.c_void_p
-_libc.sem_open.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.sem_close.argtypes = [ctypes.c_void_p]
-_SEM_FAILED = {None, 0, ctypes.c_void_p(-1).value}
+@functools.cache
+def _libc() -> tuple[Any, frozenset[int | None]]:
+    """libc through ctypes, and the values that mean SEM_FAILED: loaded by
+    the first ``pointer()``, as importing ctypes costs ~6 ms."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.sem_open.restype = ctypes.c_void_p
+    libc.sem_open.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    libc.sem_close.argtypes = [ctypes.c_void_p]
+    return libc, frozenset({None, 0, ctypes.c_void_p(-1).value})
 
 
 def pointer(path: str) -> int | None:
     """A ``sem_t*`` (as an int) of the existing semaphore ``path``, from
     libc's own ``sem_open``; None if the name is gone.  The caller closes
     it with ``close_pointer``."""
-    ptr = _libc.sem_open(path.encode(), 0)
-    return None if ptr in _SEM_FAILED else ptr
+    libc, failed = _libc()
+    ptr = libc.sem_open(path.encode(), 0)
+    return None if ptr in failed else ptr
 
 
 def close_pointer(ptr: int) -> None:
     """``sem_close`` of what ``pointer`` gave.  Never raises (a finalizer)."""
     try:
-        _libc.sem_close(ptr)
+        _libc()[0].sem_close(ptr)
     except Exception:  # noqa: BLE001, S110  (a finalizer must not raise)
         pass
