@@ -8,7 +8,7 @@
 -- bytes themselves are reached through three primitives: st.get(p, q)
 -- gives bytes [p, q), st.line(p, q) the bytes from p through the first
 -- "\n" before q, and st.put(p, s) stores s at p.  For shm and mmap they are
--- Python closures over the mapping (ipc/_memfile.py: lua_parts), so a read
+-- Python closures over the mapping (ipc/_memfile.py: lua_file), so a read
 -- or a write costs one Lua->Python call and seek costs none; for strfile
 -- they are Lua closures over the string.  Every check that can be done
 -- here is done here, before any call, so the hot path needs no pcall.
@@ -360,9 +360,10 @@ function MF.class(typename)
   return (S.class(typename, M, nil, STATE))
 end
 
--- A handle from the values a Python `open` function returns: the object
--- that owns the memory, get, line, put (nil if not readable / writable),
--- the size, and the close, flush and addr functions.  On an OS failure the
+-- A handle from the values a Python `open` function returns (the fields of
+-- ipc/_memfile.py's LuaFile, in its order): the object that owns the
+-- memory, get, line, put (nil if not readable / writable), the size, the
+-- close, flush and addr functions, getter and putter.  On an OS failure the
 -- Python function has given nil, message, errno instead.
 local function build(new, obj, get, line, put, n, close, flush, addr, getter, putter)
   if obj == nil then return nil, get, line end

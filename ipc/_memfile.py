@@ -5,11 +5,12 @@ comes from; everything a handle does with it lives here:
 
 * ``MemFile``: the Python handle (read/write/seek/tell/readline/iteration,
   ``size()``, ``truncate()``, a zero-copy ``buf`` memoryview, ``close()``).
-* ``lua_parts()``: the few primitives the Lua face calls (``get``, ``put``,
-  ``line``) as small closures over the mapping, so that a Lua ``read`` or
-  ``write`` costs exactly one Lua->Python call; the position and every cheap
-  check stay in Lua (``_memfile.lua``, the one Lua implementation of the file
-  methods, which all three faces load).
+* ``lua_file()``: a handle as the Lua face takes it (a ``LuaFile``, sent
+  flat): the few primitives the face calls (``get``, ``put``, ``line``) as
+  small closures over the mapping, so that a Lua ``read`` or ``write`` costs
+  exactly one Lua->Python call; the position and every cheap check stay in
+  Lua (``_memfile.lua``, the one Lua implementation of the file methods,
+  which all three faces load).
 
 The region is fixed: writing past its end is refused, never grows it.
 """
@@ -18,14 +19,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import io
-from struct import Struct
 import weakref
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Callable, Iterator
+from struct import Struct
+from typing import Any, NamedTuple
 
 from ._errors import os_error
 
-__all__ = ["MemFile", "lua_parts"]
+__all__ = ["LuaFile", "MemFile", "address", "index", "lua_file"]
 
 
 class _PyBuffer(ctypes.Structure):
@@ -37,7 +39,7 @@ class _PyBuffer(ctypes.Structure):
                 ("internal", ctypes.c_void_p)]
 
 
-def _address(buffer) -> int:
+def address(buffer: Any) -> int:
     """The address of a buffer's first byte (read-only buffers too), from
     the buffer protocol itself (PyObject_GetBuffer)."""
     api = ctypes.pythonapi
@@ -99,6 +101,7 @@ class MemFile:
         if writable and view.readonly:
             raise ValueError("a writable MemFile needs a writable buffer")
         self._view = view
+        self._buffer = buffer  # slices of an mmap copy only what they take (lua_file)
         find = getattr(buffer, "find", None)
         self._find = find if find is not None else bytes(view).find
         self._size = len(view)
@@ -173,7 +176,7 @@ class MemFile:
     @property
     def addr(self) -> int:
         """The address of the first byte (for ctypes/cffi users)."""
-        return _address(self._check())
+        return address(self._check())
 
     def size(self) -> int:
         """The size of the region in bytes (after ``truncate``)."""
@@ -186,7 +189,7 @@ class MemFile:
     def truncate(self, size: int) -> int:
         """Use only the first ``size`` bytes from now on (never grows)."""
         self._check()
-        size = _index(size, "size")
+        size = index(size, "size")
         if size < 0 or size > self._size:
             raise ValueError(f"new size too large (or negative): {size} "
                              f"(the region has {self._size} bytes)")
@@ -206,7 +209,7 @@ class MemFile:
         raises ``ValueError`` and leaves the position alone."""
         if self._state.closed:
             raise ValueError("I/O operation on closed file")
-        offset = _index(offset, "offset")
+        offset = index(offset, "offset")
         if whence == io.SEEK_SET:
             pos = offset
         elif whence == io.SEEK_CUR:
@@ -228,7 +231,7 @@ class MemFile:
             self._check_readable()
         view = self._view
         p, n = self._pos, self._size
-        q = n if size is None or size < 0 else min(n, p + _index(size, "size"))
+        q = n if size is None or size < 0 else min(n, p + index(size, "size"))
         self._pos = q
         return view[p:q].tobytes()
 
@@ -301,7 +304,9 @@ class MemFile:
             self._flush()
 
 
-def _index(value, what: str) -> int:
+def index(value: Any, what: str) -> int:
+    """``value`` as an int (anything with ``__index__``, not a bool), for
+    sizes, offsets and positions; TypeError naming ``what`` otherwise."""
     if type(value) is int:  # the common case, first (hot path)
         return value
     if isinstance(value, bool) or not hasattr(value, "__index__"):
@@ -309,42 +314,85 @@ def _index(value, what: str) -> int:
     return value.__index__()
 
 
-def lua_parts(mem, readable: bool, writable: bool):
-    """The primitives the Lua face calls, as closures over the object that
-    owns the memory (an ``mmap.mmap``: slicing it copies only what is asked).
+class LuaFile(NamedTuple):
+    """A memory handle as its Lua face takes it: the arguments of
+    ``build()`` in ``ipc/_memfile.lua``, in their order.
 
-    ``get(p, q)`` returns bytes ``[p, q)``; ``line(p, q)`` the bytes from
-    ``p`` up to and including the first newline before ``q`` (or up to
-    ``q``); ``put(p, s)`` stores ``s`` at ``p``.  ``getter(n)`` and
-    ``putter(n)`` make the same for a fixed size ``n`` out of C-level
-    callables (``struct`` bound with ``functools.partial``): no Python frame
-    and one argument less per call, which is most of what a small read or
-    write costs.  Lua has checked the bounds already; Python checks them
-    again, so a bug cannot touch memory outside the mapping.
-
-    Returns ``(get, line, put, getter, putter)``, with None for what the
-    access mode does not allow.
+    Lua gets it flat, as a plain tuple (``lua_file`` converts): lupa would
+    unpack a NamedTuple as well (it is a tuple), but the crossing checker
+    (``ipc/lua/crossing.py``) takes apart only a plain tuple, and a
+    NamedTuple cannot be weakly referenced to be followed whole.
     """
+
+    #: The Python handle: it owns the memory (its finalizer frees it).
+    obj: MemFile
+    #: ``get(p, q)``: bytes ``[p, q)``; None if the handle is not readable.
+    get: Callable[[int, int], bytes] | None
+    #: ``line(p, q)``: from ``p`` up to and including the first newline
+    #: before ``q`` (or up to ``q``); None if not readable.
+    line: Callable[[int, int], bytes] | None
+    #: ``put(p, s)``: store ``s`` at ``p``; None if not writable.
+    put: Callable[[int, bytes], None] | None
+    #: The size of the region.
+    size: int
+    #: Close the handle (and, for the creator, remove the name): True.
+    close: Callable[[], bool]
+    #: Write changes through to the backing file: True; None when there is
+    #: none (shm).
+    flush: Callable[[], bool] | None
+    #: The address of the first byte.
+    addr: Callable[[], int]
+    #: ``getter(n)`` and ``putter(n)``: ``get``/``put`` for a fixed size
+    #: ``n`` as C-level callables (``struct`` bound with
+    #: ``functools.partial``: no Python frame and one argument less per
+    #: call, which is most of what a small read or write costs).
+    getter: Callable[[int], Callable[[int], tuple[bytes]]] | None
+    putter: Callable[[int], Callable[[int, bytes], None]] | None
+
+
+def lua_file(h: MemFile) -> tuple[Any, ...]:
+    """What a Lua face's ``open`` returns for ``h``: its ``LuaFile``, as a
+    flat tuple of fresh closures (see ``LuaFile`` for each).
+
+    The closures are over the object that owns the memory (an
+    ``mmap.mmap``: slicing it copies only what is asked).  Lua has checked
+    the bounds already; Python checks them again, so a bug cannot touch
+    memory outside the mapping.
+    """
+    mem = h._buffer
     find = mem.find
 
-    def get(p, q):
+    def get(p: int, q: int) -> bytes:
         return mem[p:q]
 
-    def line(p, q):
+    def line(p: int, q: int) -> bytes:
         i = find(b"\n", p, q)
         return mem[p:q if i < 0 else i + 1]
 
-    def put(p, s):
+    def put(p: int, s: bytes) -> None:
         mem[p:p + len(s)] = s
 
-    def getter(n):
+    def getter(n: int) -> Callable[[int], tuple[bytes]]:
         return partial(Struct(f"{int(n)}s").unpack_from, mem)
 
-    def putter(n):
+    def putter(n: int) -> Callable[[int, bytes], None]:
         return partial(Struct(f"{int(n)}s").pack_into, mem)
 
-    if not readable:
-        get = line = getter = None
-    if not writable:
-        put = putter = None
-    return get, line, put, getter, putter
+    def close() -> bool:
+        h.close()
+        return True
+
+    def flush() -> bool:
+        h.flush()
+        return True
+
+    def addr() -> int:
+        return h.addr
+
+    readable, writable = h._readable, h._writable
+    return tuple(LuaFile(
+        obj=h, size=h.size(), close=close, addr=addr,
+        flush=flush if h._flush is not None else None,
+        get=get if readable else None, line=line if readable else None,
+        getter=getter if readable else None,
+        put=put if writable else None, putter=putter if writable else None))

@@ -86,7 +86,7 @@ def test_bad_sizes_change_nothing(name, args, exc):
 
 
 def _privileged() -> bool:
-    return mq._has_cap_sys_resource()
+    return mq._os._has_cap_sys_resource()
 
 
 @pytest.mark.parametrize("which", ["maxmsg", "msgsize"])

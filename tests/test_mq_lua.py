@@ -77,7 +77,7 @@ def test_over_the_system_limit_is_a_triple_naming_it(lua, name, which):
     res = run(lua, "local h, msg, code = mq.open(...)\n"
                    "if h then h:close() return true end\n"
                    "return h, msg, code", name.encode(), *args)
-    if mq._has_cap_sys_resource():
+    if mq._os._has_cap_sys_resource():
         assert res == (True,)   # CAP_SYS_RESOURCE lifts the sysctl limits
         return
     assert res == (None, f"{which} {limit + 1} exceeds the system limit {limit} "

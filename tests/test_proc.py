@@ -275,6 +275,15 @@ def test_output_is_delivered_while_waiting_with_timeout():
     p.wait()
 
 
+def test_a_timeout_of_years_is_a_timeout():
+    # poll() takes a C int of milliseconds (24.8 days): a longer timeout
+    # polls again rather than overflow it (it raised OverflowError once).
+    sink = Sink()
+    p = proc.spawn("sleep 0.2; echo late", stdout=True, callback=sink)
+    assert p.wait(1e8) == 0
+    assert sink.out == b"late\n"
+
+
 def test_kill_tree_reaches_grandchildren():
     p = proc.spawn("sleep 60 & sleep 60 & wait", stdout=True, callback=Sink())
     deadline = time.monotonic() + 10

@@ -35,7 +35,9 @@ import portalocker
 from portalocker.portalocker import LockfLocker
 
 from .._errors import os_error, os_errors
+from .._timeout import Deadline
 from .._timeout import timeout as check_timeout
+from . import _os
 
 TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,16 +86,6 @@ def _range(offset: int, nbytes: int) -> tuple[int, int]:
     return offset, nbytes
 
 
-def _fcntl(fd: int, op: int, offset: int, nbytes: int) -> None:
-    # fcntl.lockf is fcntl(F_SETLK[W]) with a struct flock (SEEK_SET),
-    # exactly the C LuaIPC's call; on EINTR it checks signals (Ctrl-C
-    # raises KeyboardInterrupt) and retries (PEP 475).
-    try:
-        fcntl.lockf(fd, op, nbytes, offset, os.SEEK_SET)
-    except OverflowError:
-        raise os_error(errno.EINVAL) from None
-
-
 def _refresh(file: FileArg) -> None:
     """After locking: drop read-ahead so we read what the last holder wrote
     (LuaIPC: fflush + fseek(f, 0, SEEK_CUR))."""
@@ -124,7 +116,7 @@ def lock(file: FileArg, mode: str = "rw", offset: int = 0, nbytes: int = 0) -> N
     as another process holds a conflicting lock."""
     op = _op(mode)
     fd = fileno(file)
-    _fcntl(fd, op, *_range(offset, nbytes))
+    _os.lock(fd, op, *_range(offset, nbytes))
     _refresh(file)
 
 
@@ -133,13 +125,8 @@ def trylock(file: FileArg, mode: str = "rw", offset: int = 0, nbytes: int = 0) -
     conflicting lock."""
     op = _op(mode)
     fd = fileno(file)
-    offset, nbytes = _range(offset, nbytes)
-    try:
-        _fcntl(fd, op | fcntl.LOCK_NB, offset, nbytes)
-    except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EAGAIN):
-            return False
-        raise
+    if not _os.trylock(fd, op, *_range(offset, nbytes)):
+        return False
     _refresh(file)
     return True
 
@@ -149,7 +136,7 @@ def unlock(file: FileArg, offset: int = 0, nbytes: int = 0) -> None:
     fd = fileno(file)
     offset, nbytes = _range(offset, nbytes)
     _flush(file)
-    _fcntl(fd, fcntl.LOCK_UN, offset, nbytes)
+    _os.lock(fd, fcntl.LOCK_UN, offset, nbytes)
 
 
 def _lock_within(file: FileArg, mode: str, offset: int, nbytes: int,
@@ -159,11 +146,11 @@ def _lock_within(file: FileArg, mode: str, offset: int, nbytes: int,
     if timeout is None:
         lock(file, mode, offset, nbytes)
         return
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     delay = 0.001
     while not trylock(file, mode, offset, nbytes):
-        left = deadline - time.monotonic()
-        if left <= 0:
+        left = deadline.remaining()
+        if not left:  # 0.0: past the deadline (never None: there is a timeout)
             raise os_error(errno.ETIMEDOUT, getattr(file, "name", None))
         time.sleep(min(delay, left))  # fcntl has no timed wait: poll, backing off
         delay = min(delay * 2, 0.05)

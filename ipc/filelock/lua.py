@@ -7,11 +7,10 @@ file is open before asking, and caches the answer per file object.
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 
 from ..lua.support import lua_file_fd
-from . import _fcntl
+from . import _os
 
 __all__ = ["fileno", "lock", "trylock", "unlock"]
 
@@ -21,22 +20,16 @@ def fileno(text: bytes) -> int:
     return lua_file_fd(text)
 
 
-def lock(fd: int, shared: bool, offset: int, nbytes: int) -> bool:
-    _fcntl(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, int(offset), int(nbytes))
+def lock(fd: int, shared: bool, offset: float, nbytes: float) -> bool:
+    _os.lock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, int(offset), int(nbytes))
     return True
 
 
-def trylock(fd: int, shared: bool, offset: int, nbytes: int) -> bool:
-    op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
-    try:
-        _fcntl(fd, op, int(offset), int(nbytes))
-    except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EAGAIN):
-            return False
-        raise
-    return True
+def trylock(fd: int, shared: bool, offset: float, nbytes: float) -> bool:
+    return _os.trylock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX,
+                       int(offset), int(nbytes))
 
 
-def unlock(fd: int, offset: int, nbytes: int) -> bool:
-    _fcntl(fd, fcntl.LOCK_UN, int(offset), int(nbytes))
+def unlock(fd: int, offset: float, nbytes: float) -> bool:
+    _os.lock(fd, fcntl.LOCK_UN, int(offset), int(nbytes))
     return True

@@ -19,7 +19,7 @@ import mmap as _mmap
 import os
 
 from .._errors import os_error
-from .._memfile import MemFile, _index
+from .._memfile import MemFile, index
 
 __all__ = ["MappedFile", "open", "PAGESIZE", "pagesize"]
 
@@ -36,7 +36,6 @@ class MappedFile(MemFile):
     _kind = "mmap"
 
     def __init__(self, mm: _mmap.mmap, path, readable: bool, writable: bool):
-        self._mm = mm
         super().__init__(mm, readable=readable, writable=writable, name=path,
                          release=_releaser(mm), flush=_flusher(mm, path))
 
@@ -74,15 +73,15 @@ def open(path, mode: str = "r", offset: int = 0, size: int = 0) -> MappedFile:  
     if mode not in _MODES:
         raise ValueError(f"invalid mode {mode!r} (use 'r', 'w' or 'rw')")
     readable, writable = _MODES[mode]
-    offset = _index(offset, "offset")
-    size = _index(size, "size")
+    offset = index(offset, "offset")
+    size = index(size, "size")
     if offset < 0 or size < 0 or offset % PAGESIZE:
         raise os_error(errno.EINVAL, path)
     flags = (os.O_RDWR if writable else os.O_RDONLY) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        raise os_error(exc.errno, path) from None
+        raise os_error(exc.errno or errno.EIO, path) from None
     try:
         length = size
         filesize = os.fstat(fd).st_size

@@ -30,14 +30,10 @@ limit 10 (/proc/sys/fs/mqueue/msg_max)``.
 """
 from __future__ import annotations
 
-import builtins
 import errno
-import math
 import os
 import pickle
-import resource
 import select
-import time
 import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -45,45 +41,18 @@ from typing import Any
 
 import posix_ipc
 
-from .._errors import Timeout, from_posix_ipc, os_error, posix_errors
+from .._errors import Timeout, os_error
 from .._inflight import InFlight
 from .._names import NAME_MAX, os_name
 from .._owned import Owned
-from .._timeout import timeout as check_timeout
+from .._timeout import Deadline, poll_ms
+from .._timeout import timeout as _timeout  # the one rule
+from . import _os
+from ._os import HARD_MSGMAX as HARD_MSGMAX  # the kernel's limits: re-exported
+from ._os import HARD_MSGSIZEMAX as HARD_MSGSIZEMAX
+from ._os import PRIORITY_MAX, SYSCTL_DIR, limits
 
 __all__ = ["MessageQueue", "open", "unlink", "limits", "PRIORITY_MAX", "SYSCTL_DIR", "Timeout"]
-
-#: Highest priority a message can have (lowest is 0).
-PRIORITY_MAX: int = posix_ipc.QUEUE_PRIORITY_MAX
-#: Where Linux shows (and lets root change) the queue limits.
-SYSCTL_DIR = "/proc/sys/fs/mqueue"
-#: Limits the kernel enforces even for a process with CAP_SYS_RESOURCE
-#: (HARD_MSGMAX and HARD_MSGSIZEMAX in include/linux/ipc_namespace.h).
-HARD_MSGMAX = 65536
-HARD_MSGSIZEMAX = 16 * 1024 * 1024
-
-def limits() -> dict[str, int | None]:
-    """The system's queue limits, read from ``/proc/sys/fs/mqueue``.
-
-    Keys: ``msg_max`` (most messages a queue may hold), ``msgsize_max``
-    (largest message size), ``msg_default``/``msgsize_default`` (the sizes
-    a queue gets when one is not given), ``queues_max`` (queues on the
-    system); ``None`` where the file cannot be read.  A process with
-    CAP_SYS_RESOURCE may exceed ``msg_max`` and ``msgsize_max``.
-    """
-    out: dict[str, int | None] = {}
-    for key in ("msg_max", "msgsize_max", "msg_default", "msgsize_default", "queues_max"):
-        try:
-            with builtins.open(f"{SYSCTL_DIR}/{key}") as f:
-                out[key] = int(f.read().strip())
-        except (OSError, ValueError):
-            out[key] = None
-    return out
-
-
-def _default(key: str, fallback: int) -> int:
-    value = limits().get(key)
-    return value if value else fallback
 
 
 def _check_size(value: Any, what: str) -> int:
@@ -94,16 +63,11 @@ def _check_size(value: Any, what: str) -> int:
     return value
 
 
-_timeout = check_timeout  # the one rule: ipc/_timeout.py
-
-
 _CLOSED = "I/O operation on closed message queue"
 #: What a blocked send()/receive() says when another thread closes its
 #: handle: a ValueError, as for any use of a closed handle (the program
 #: closed a handle it was still using: misuse, not an OS failure).
 _CLOSED_WHILE_WAITING = "message queue closed while waiting"
-#: poll() takes a C int of milliseconds; a longer wait polls again.
-_POLL_MAX_MS = 2**31 - 1
 
 
 def _as_bytes(message: Any) -> bytes:
@@ -119,66 +83,6 @@ def _check_priority(priority: Any) -> int:
     if not 0 <= priority <= PRIORITY_MAX:
         raise ValueError(f"priority must be in 0..{PRIORITY_MAX}, not {priority}")
     return int(priority)
-
-
-def _has_cap_sys_resource() -> bool:
-    """Whether the kernel lets this process exceed msg_max/msgsize_max."""
-    try:
-        with builtins.open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> 24 & 1)  # CAP_SYS_RESOURCE
-    except (OSError, ValueError):
-        pass
-    return False
-
-
-def _limit_error(name: str, maxmsg: int, msgsize: int) -> OSError:
-    """Why the kernel refused a queue of these sizes (EINVAL), in words.
-
-    Without CAP_SYS_RESOURCE the sysctl limits bind; with it (root, usually)
-    only the kernel's hard limits do, so the message names the one that
-    really applied.
-    """
-    lim = limits()
-    privileged = _has_cap_sys_resource()
-    for value, what, key, hard in ((maxmsg, "maxmsg", "msg_max", HARD_MSGMAX),
-                                   (msgsize, "msgsize", "msgsize_max", HARD_MSGSIZEMAX)):
-        sysctl = lim.get(key)
-        if not privileged and sysctl is not None and value > sysctl:
-            return os_error(errno.EINVAL, name,
-                            f"{what} {value} exceeds the system limit {sysctl} "
-                            f"({SYSCTL_DIR}/{key})")
-        if value > hard:
-            return os_error(errno.EINVAL, name,
-                            f"{what} {value} exceeds the kernel limit {hard}")
-    return os_error(errno.EINVAL, name)
-
-
-def _create_error(exc: BaseException, name: str, maxmsg: int, msgsize: int) -> BaseException:
-    if isinstance(exc, ValueError):  # posix_ipc's word for EINVAL
-        return _limit_error(name, maxmsg, msgsize)
-    err = from_posix_ipc(exc, name, creating=True)
-    if getattr(err, "errno", None) == errno.EMFILE and _can_open_a_descriptor():
-        # mq_open says EMFILE for two limits: the descriptors (then the
-        # plain "Too many open files" is the answer) and the per-user byte
-        # budget RLIMIT_MSGQUEUE, far more likely for a big queue.
-        soft = resource.getrlimit(resource.RLIMIT_MSGQUEUE)[0]
-        return os_error(errno.EMFILE, name,
-                        f"cannot create a queue of {maxmsg} x {msgsize} bytes: over the "
-                        f"per-user queue memory limit RLIMIT_MSGQUEUE ({soft} bytes, "
-                        f"ulimit -q) or the open-files limit")
-    return err
-
-
-def _can_open_a_descriptor() -> bool:
-    """Whether the descriptor limit leaves room for one more (a probe that
-    closes what it opens; its own EMFILE is the answer)."""
-    try:
-        os.close(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
-    except OSError as exc:
-        return exc.errno != errno.EMFILE
-    return True
 
 
 class _Wakeup:
@@ -254,21 +158,12 @@ class MessageQueue:
         self.created = maxmsg is not None or msgsize is not None
         if self.created:
             maxmsg = _check_size(maxmsg, "maxmsg") if maxmsg is not None \
-                else _default("msg_default", posix_ipc.QUEUE_MESSAGES_MAX_DEFAULT)
+                else _os.default("msg_default")
             msgsize = _check_size(msgsize, "msgsize") if msgsize is not None \
-                else _default("msgsize_default", posix_ipc.QUEUE_MESSAGE_SIZE_MAX_DEFAULT)
-            if maxmsg > HARD_MSGMAX or msgsize > HARD_MSGSIZEMAX:
-                # what the kernel says (EINVAL), before posix_ipc's C long
-                # overflows on a size past 2**63
-                raise _limit_error(osname, maxmsg, msgsize)
-            try:
-                mq = posix_ipc.MessageQueue(osname, posix_ipc.O_CREX | posix_ipc.O_NONBLOCK,
-                                            0o600, maxmsg, msgsize)
-            except (posix_ipc.Error, OSError, ValueError) as exc:
-                raise _create_error(exc, osname, maxmsg, msgsize) from None
+                else _os.default("msgsize_default")
+            mq = _os.create(osname, maxmsg, msgsize)
         else:
-            with posix_errors(osname):
-                mq = posix_ipc.MessageQueue(osname, posix_ipc.O_NONBLOCK)
+            mq = _os.open(osname)
         self._mq: posix_ipc.MessageQueue | None = mq
         self.name: str = osname
         #: The most messages the queue holds, and the largest message (bytes).
@@ -276,8 +171,7 @@ class MessageQueue:
         self.msgsize: int = mq.max_message_size
         # The name is the creator's to remove (ipc/_owned.py: only in the
         # creating process, at most once).
-        self._owned = Owned(partial(posix_ipc.unlink_message_queue, osname)) \
-            if self.created else None
+        self._owned = Owned(partial(_os.unlink, osname)) if self.created else None
         self._wakeup = _Wakeup()
         self._inflight = InFlight(partial(_close_queue, mq, self._wakeup))
         # mq_close when the handle is collected (no call can be in flight
@@ -364,19 +258,15 @@ class MessageQueue:
         """
         if timeout == 0:
             raise os_error(errno.ETIMEDOUT, self.name)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         wakeup = self._wakeup.get(self)
         poller = select.poll()
         poller.register(mq.mqd, event)
         poller.register(wakeup, select.POLLIN)
         while True:
-            ms = None
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise os_error(errno.ETIMEDOUT, self.name)
-                ms = min(math.ceil(left * 1000), _POLL_MAX_MS)
-            for fd, _ in poller.poll(ms):
+            if deadline.expired:
+                raise os_error(errno.ETIMEDOUT, self.name)
+            for fd, _ in poller.poll(poll_ms(deadline.remaining())):
                 if fd == wakeup:
                     raise ValueError(_CLOSED_WHILE_WAITING)
             try:
@@ -445,6 +335,22 @@ class MessageQueue:
             raise ValueError(_CLOSED)
         return mq
 
+    def os_calls(self) -> tuple[Callable[..., None], Callable[[], tuple[bytes, int]]]:
+        """posix_ipc's own bound ``send`` and ``receive`` of this handle's
+        descriptor (mq_send, mq_receive), for a face that must pay no frame
+        of ours per call: the Lua face tries each message with them first.
+
+        They are the bare OS calls: they raise posix_ipc's exceptions
+        (``BusyError`` when the queue is full or empty: the descriptor is
+        non-blocking, so they never wait), and they are not counted in
+        flight, so a ``close()`` in another thread during one of them may
+        let it reach a descriptor that the number was given to again.  The
+        Lua face may use them because its handle is reachable only from its
+        Lua state, which runs one thread at a time.
+        """
+        mq = self._open()
+        return mq.send, mq.receive
+
     def close(self) -> None:
         """Close the handle (again: nothing); the creator's close also
         removes the name.  Threads blocked in ``send``/``receive`` on this
@@ -470,7 +376,7 @@ class MessageQueue:
             self._owned.detach()
         unlink(self.name[1:])
 
-    def __enter__(self) -> "MessageQueue":
+    def __enter__(self) -> MessageQueue:
         self._open()
         return self
 
@@ -489,6 +395,4 @@ def open(name: str | bytes, maxmsg: int | None = None, msgsize: int | None = Non
 
 def unlink(name: str | bytes) -> None:
     """Remove the queue's name (``FileNotFoundError`` if there is none)."""
-    osname = os_name(name, NAME_MAX)
-    with posix_errors(osname):
-        posix_ipc.unlink_message_queue(osname)
+    _os.unlink(os_name(name, NAME_MAX))

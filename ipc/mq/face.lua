@@ -17,7 +17,7 @@ local toint = math.tointeger or function(x) return x end  -- 5.3+: 3.0 -> 3
 local py_open, py_send, py_receive, py_close, py_count =
       core.open, core.send, core.receive, core.close, core.count
 local PRIORITY_MAX = core.PRIORITY_MAX
-local FOREVER = 1e9      -- a longer timeout waits forever (as in the Python API)
+local FOREVER = core.FOREVER  -- a longer timeout waits forever (ipc/_timeout.py)
 
 -- A handle's state: the Python handle `q`, the queue's message size, and
 -- posix_ipc's own bound send/receive (the fast path).

@@ -9,18 +9,20 @@ face turns into ``nil, message, errno``.
 """
 from __future__ import annotations
 
+from .._timeout import FOREVER
 from . import PRIORITY_MAX, MessageQueue, Timeout
 
-__all__ = ["open", "send", "receive", "close", "count", "PRIORITY_MAX"]
+__all__ = ["open", "send", "receive", "close", "count", "PRIORITY_MAX", "FOREVER"]
 
 
 def open(name: bytes, maxmsg, msgsize):
     """``(handle, msgsize, maxmsg, send, receive)``: the face keeps msgsize
-    to check sizes, and calls posix_ipc's bound ``send``/``receive`` first,
-    which never block (the descriptor is O_NONBLOCK) and need no InFlight
-    entry: nothing can close the handle during a call from Lua, since the
-    handle is reachable only from this Lua state and a LuaRuntime runs one
-    thread at a time.  A full or empty queue then comes here.
+    to check sizes, and calls posix_ipc's bound ``send``/``receive`` first
+    (``MessageQueue.os_calls``), which never block (the descriptor is
+    O_NONBLOCK) and need no InFlight entry: nothing can close the handle
+    during a call from Lua, since the handle is reachable only from this
+    Lua state and a LuaRuntime runs one thread at a time.  A full or empty
+    queue then comes here.
 
     The face has checked that the sizes are integral; on engines without
     integers (5.1, 5.2, LuaJIT), or past 2^63, they arrive as floats."""
@@ -29,8 +31,8 @@ def open(name: bytes, maxmsg, msgsize):
     if isinstance(msgsize, float):
         msgsize = int(msgsize)
     q = MessageQueue(name, maxmsg, msgsize)
-    mq = q._open()
-    return q, q.msgsize, q.maxmsg, mq.send, mq.receive
+    send, receive = q.os_calls()
+    return q, q.msgsize, q.maxmsg, send, receive
 
 
 def send(q: MessageQueue, message: bytes, timeout, priority: int) -> bool:

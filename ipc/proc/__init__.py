@@ -36,27 +36,20 @@ child(ren).  ``shutdown_all()`` ends every child this process still runs
 """
 from __future__ import annotations
 
-import collections
 import errno as _errno
 import os
-import select
 import signal as _signal
 import subprocess
-import time
 import weakref
-from _signal import (  # the C module (signal wraps these in enums): cheap per write
-    SIG_BLOCK,
-    SIG_IGN,
-    SIG_UNBLOCK,
-    SIGPIPE,
-    getsignal,
-    pthread_sigmask,
-    sigtimedwait,
-)
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._errors import Timeout, os_error, os_errors
+from .._timeout import Deadline
 from .._timeout import timeout as check_timeout
+from ._launch import Command, chain, popen, redirect
+from ._pump import READ_SIZE as READ_SIZE  # re-exported: the size of a chunk
+from ._pump import Pump, wait_exit
 
 __all__ = ["spawn", "pipeline", "run", "shutdown_all", "Process", "Pipeline", "Result",
            "PIPE", "STDOUT", "DEVNULL"]
@@ -68,245 +61,7 @@ STDOUT = subprocess.STDOUT
 #: Pass to connect a stream to /dev/null.
 DEVNULL = subprocess.DEVNULL
 
-Command = Union[str, bytes, Sequence[Union[str, bytes, os.PathLike]]]
 Callback = Callable[[str, bytes], Any]
-
-#: Bytes asked for per read: the default pipe buffer, so one read empties it.
-#: (Measured: larger reads, or pipes grown with F_SETPIPE_SZ, were slower:
-#: glibc serves > 128 KiB with mmap, and a 1 MiB pipe ring falls out of L2.)
-READ_SIZE = 65536
-#: Reads per stream per step when each one comes back full (bounded latency).
-_READS_PER_STEP = 16
-#: Small queued writes are joined up to this size before each write(2), so
-#: 100,000 tiny writes cost a few hundred syscalls, not 100,000.
-_JOIN_SIZE = 1 << 20
-_POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
-_POLLOUT = select.POLLOUT | select.POLLHUP | select.POLLERR
-_SIGPIPE_SET = (SIGPIPE,)
-
-
-def _wait_exit(popen: subprocess.Popen, timeout: float | None) -> bool:
-    """Reap ``popen``; with a timeout, sleep in poll() on a pidfd (Linux 5.3+)
-    instead of polling waitpid.  True when it has been reaped."""
-    if popen.returncode is not None:
-        return True
-    if timeout is None:
-        popen.wait()  # blocking waitpid: no CPU while the child runs
-        return True
-    if timeout > 0 and hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(popen.pid)
-        except OSError:  # reaped elsewhere, no pidfd support, or EMFILE: wait below
-            pidfd = -1
-        if pidfd >= 0:
-            try:
-                p = select.poll()
-                p.register(pidfd, select.POLLIN)
-                p.poll(timeout * 1000)
-            finally:
-                os.close(pidfd)
-            return popen.poll() is not None
-    if timeout > 0:
-        try:
-            popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-    return popen.poll() is not None
-
-
-class _Pump:
-    """The selector loop over one set of pipes (no callbacks, no policy).
-
-    ``step(timeout, out)`` waits at most ``timeout`` seconds for any pipe to
-    be ready, does the I/O that is possible without blocking and appends
-    ``name, data`` pairs (``data`` bytes, or an ``OSError`` for a failed
-    read) to ``out``.  When every output pipe has reached EOF and no input is
-    pending, it reaps the children instead; ``done`` becomes true once all
-    are reaped.
-    """
-
-    def __init__(self, popens: list[subprocess.Popen], stdin: int,
-                 outputs: list[tuple[int, Any]]):
-        self.popens = popens
-        self.in_fd = stdin                      # -1: no stdin pipe (or closed)
-        self.pending: collections.deque = collections.deque()
-        self.pending_bytes = 0
-        self.eof = False                        # close stdin once drained
-        self.names: dict[int, Any] = {}
-        self.poll = select.poll()
-        for fd, name in outputs:
-            os.set_blocking(fd, False)
-            self.names[fd] = name
-            self.poll.register(fd, _POLLIN)
-        if stdin >= 0:
-            os.set_blocking(stdin, False)
-        self.writing = False                    # stdin registered for POLLOUT
-        self.blocking = -1                      # the output fd made blocking
-        self.blocking_name = None               # ... and its name
-        self.done = False
-
-    # -- input ---------------------------------------------------------------
-
-    def feed(self, data) -> None:
-        if data:
-            self.pending.append(data)
-            self.pending_bytes += len(data)
-            if not self.writing and self.in_fd >= 0:
-                self.poll.register(self.in_fd, _POLLOUT)
-                self.writing = True
-
-    def close_input(self) -> None:
-        self.eof = True
-        if not self.pending:
-            self._close_stdin()
-
-    def _close_stdin(self) -> None:
-        fd, self.in_fd = self.in_fd, -1
-        self.pending.clear()
-        self.pending_bytes = 0
-        if fd >= 0:
-            if self.writing:
-                self.poll.unregister(fd)
-                self.writing = False
-            os.close(fd)
-
-    def _write(self) -> None:
-        if getsignal(SIGPIPE) == SIG_IGN:  # Python's default
-            self._write_pending()
-            return
-        # SIGPIPE is not ignored (luaipc handles it, as lua dies of it): a
-        # write to a child that exited would end this process instead of
-        # failing with EPIPE.  Block it for the writes; the kernel sends the
-        # SIGPIPE of a failed write(2) to the writing thread, so the one left
-        # pending is ours: take it back before unblocking.
-        old = pthread_sigmask(SIG_BLOCK, _SIGPIPE_SET)
-        try:
-            if self._write_pending():
-                sigtimedwait(_SIGPIPE_SET, 0)
-        finally:
-            if SIGPIPE not in old:
-                pthread_sigmask(SIG_UNBLOCK, _SIGPIPE_SET)
-
-    def _write_pending(self) -> bool:
-        """Write what the pipe takes now; True if the child stopped reading."""
-        pending, fd = self.pending, self.in_fd
-        while pending:
-            head = pending[0]
-            if len(head) < _JOIN_SIZE and len(pending) > 1:
-                parts, size = [], 0
-                while pending and size < _JOIN_SIZE:
-                    part = pending.popleft()
-                    parts.append(part)
-                    size += len(part)
-                head = b"".join(parts)
-                pending.appendleft(head)
-            try:
-                n = os.write(fd, head)
-            except BlockingIOError:
-                return False
-            except BrokenPipeError:
-                # The child stopped reading (exited, closed stdin): nobody
-                # will take the rest.  As communicate(): not an error.
-                self._close_stdin()
-                return True
-            self.pending_bytes -= n
-            if n < len(head):
-                pending[0] = memoryview(head)[n:]
-                return False
-            pending.popleft()
-        self.poll.unregister(fd)
-        self.writing = False
-        if self.eof:
-            self._close_stdin()
-        return False
-
-    # -- the loop --------------------------------------------------------------
-
-    def step(self, timeout: float | None, out: list) -> None:
-        if self.done:
-            return
-        names = self.names
-        if not names and not self.writing:
-            self._reap(timeout)
-            return
-        if timeout is None and self.in_fd < 0 and len(names) == 1:
-            # One pipe left and no input can ever come: a blocking read is
-            # the whole loop (what subprocess does), one syscall per chunk.
-            self._read_blocking(out)
-            return
-        ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
-        ready = self.poll.poll(ms)
-        for fd, _ev in ready:
-            if fd == self.in_fd:
-                self._write()
-                continue
-            name = names.get(fd)
-            if name is None:
-                continue
-            for _ in range(_READS_PER_STEP):
-                try:
-                    data = os.read(fd, READ_SIZE)
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    out.append(name)
-                    out.append(exc)
-                    data = b""
-                if not data:  # EOF (or a failed read): this pipe is done
-                    self.poll.unregister(fd)
-                    del names[fd]
-                    os.close(fd)
-                    break
-                out.append(name)
-                out.append(data)
-                if len(data) < READ_SIZE:
-                    break
-        if not names and not self.writing and (self.in_fd < 0 or not self.pending):
-            # Nothing left to move: reap now if that costs no waiting.
-            self._reap(0)
-
-    def _read_blocking(self, out: list) -> None:
-        ((fd, name),) = self.names.items()
-        if fd != self.blocking:
-            os.set_blocking(fd, True)   # once: this fd stays the last one
-            self.blocking, self.blocking_name = fd, name
-        try:
-            data = os.read(fd, READ_SIZE)  # EINTR: retried, or Ctrl-C raises
-        except OSError as exc:
-            out.append(name)
-            out.append(exc)
-            data = b""
-        if data:
-            out.append(name)
-            out.append(data)
-            return
-        self.blocking = -1
-        self.poll.unregister(fd)
-        del self.names[fd]
-        os.close(fd)
-        self._reap(0)
-
-    def _reap(self, timeout: float | None) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for p in self.popens:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not _wait_exit(p, left):
-                return
-        self.done = True
-        self._close_stdin()
-
-    def close(self) -> None:
-        """Close every pipe we still hold (the children are not touched)."""
-        self._close_stdin()
-        self.blocking = -1
-        for fd in list(self.names):
-            self.poll.unregister(fd)
-            del self.names[fd]
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 #: The handles of this process, for shutdown_all() (weak: a handle still
@@ -322,10 +77,10 @@ def _shutdown(handles: list[_Handle], grace: float) -> None:
     try:
         for h in handles:
             h.kill_tree(_signal.SIGTERM)
-        deadline = time.monotonic() + grace
+        deadline = Deadline(grace)
         for h in handles:
             for p in h._popens:
-                _wait_exit(p, max(0.0, deadline - time.monotonic()))
+                wait_exit(p, deadline.remaining())
     finally:
         for h in handles:
             h.kill_tree(_signal.SIGKILL)
@@ -340,7 +95,7 @@ def shutdown_all(grace: float = 0.5) -> None:
     _shutdown([h for h in list(_live) if not h._pump.done], grace)
 
 
-def _finalize(popens: list[subprocess.Popen], pump: _Pump) -> None:
+def _finalize(popens: list[subprocess.Popen], pump: Pump) -> None:
     """A handle nobody holds any more: kill and reap its children (no
     zombies), close its pipes.  Never raises."""
     for p in popens:
@@ -356,45 +111,11 @@ def _finalize(popens: list[subprocess.Popen], pump: _Pump) -> None:
         pass
 
 
-def _redirect(v, what: str):
-    """What Popen gets for a stream option (None: inherit)."""
-    if v is None or v is False:
-        return None
-    if v is True or (isinstance(v, int) and not isinstance(v, bool) and v == PIPE):
-        return PIPE
-    if isinstance(v, int):
-        if v == STDOUT and what != "stderr":
-            raise ValueError("STDOUT is only valid for stderr")
-        return v
-    if hasattr(v, "fileno"):
-        if hasattr(v, "flush"):
-            v.flush()  # what Python buffered goes first
-        return v.fileno()
-    raise TypeError(f"{what} must be True/PIPE, None/False, DEVNULL, a file "
-                    f"descriptor or a file object, not {type(v).__name__}")
-
-
-def _popen(cmd: Command, stdin, stdout, stderr, cwd, env) -> subprocess.Popen:
-    if env is not None and not isinstance(env, Mapping):
-        raise TypeError(f"env must be a mapping or None, not {type(env).__name__}")
-    if isinstance(cmd, (str, bytes)):
-        shell = True
-    elif isinstance(cmd, Iterable):
-        cmd = list(cmd)
-        if not cmd:
-            raise ValueError("empty command")
-        shell = False
-    else:
-        raise TypeError(f"cmd must be a str or a list of arguments, not {type(cmd).__name__}")
-    return subprocess.Popen(cmd, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
-                            bufsize=0, cwd=cwd, env=env, close_fds=True)
-
-
 class _Handle:
     """What Process and Pipeline share: the loop, callbacks, signals."""
 
     _popens: list[subprocess.Popen]
-    _pump: _Pump
+    _pump: Pump
     #: What the callback is told for each stream (the Lua face uses bytes).
     _NAMES: tuple = ("stdout", "stderr")
 
@@ -426,7 +147,7 @@ class _Handle:
                 if f is not None:
                     f.close()
             p.stdin = p.stdout = p.stderr = None
-        self._pump = _Pump(popens, in_fd, outs)
+        self._pump = Pump(popens, in_fd, outs)
         self._finalizer = weakref.finalize(self, _finalize, popens, self._pump)
         _live.add(self)
 
@@ -481,24 +202,35 @@ class _Handle:
         raises ``ipc.Timeout`` when it runs out (call ``wait`` again later)."""
         pump = self._pump
         timeout = check_timeout(timeout)
-        if timeout is None:
+        if timeout is None:  # the common case: no clock read per turn
             while not pump.done:
                 self.step(None)
             return self.returncode
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         while not pump.done:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.step(0)
+            if deadline.expired:
+                self.step(0)  # what can still be done without waiting
                 if pump.done:
                     break
                 raise os_error(_errno.ETIMEDOUT, message=f"process did not finish within {timeout} s")
-            self.step(left)
+            self.step(deadline.remaining())
         return self.returncode
 
     @property
     def finished(self) -> bool:
         return self._pump.done
+
+    @property
+    def returncode(self) -> int | None:  # what Process and Pipeline report
+        raise NotImplementedError
+
+    @property
+    def pump(self) -> Pump:
+        """The loop itself (``ipc/proc/_pump.py``), for a face that runs its
+        own wait loop instead of ``wait()``: the Lua face's ``h:wait()``
+        runs in Lua, one ``Pump.step`` per turn, so that its callback may
+        yield.  Not for programs: ``step()`` and ``wait()`` are."""
+        return self._pump
 
     # -- signals -------------------------------------------------------------------
 
@@ -574,11 +306,11 @@ class Process(_Handle):
 
     def __init__(self, cmd: Command, *, stdin=None, stdout=None, stderr=None,
                  callback: Callback | None = None, cwd=None, env=None):
-        r_in, r_out, r_err = (_redirect(stdin, "stdin"), _redirect(stdout, "stdout"),
-                              _redirect(stderr, "stderr"))
+        r_in, r_out, r_err = (redirect(stdin, "stdin"), redirect(stdout, "stdout"),
+                              redirect(stderr, "stderr"))
         if (r_out == PIPE or r_err == PIPE) and not callable(callback):
             raise TypeError("a callback is required when stdout or stderr is a pipe")
-        p = _popen(cmd, r_in, r_out, r_err, cwd, env)
+        p = popen(cmd, r_in, r_out, r_err, cwd, env)
         outputs = []
         if p.stdout is not None:
             outputs.append((p.stdout, self._NAMES[0]))
@@ -621,49 +353,13 @@ class Pipeline(_Handle):
         cmds = list(cmds)
         if not cmds:
             raise ValueError("a pipeline needs at least one command")
-        r_in, r_out, r_err = (_redirect(stdin, "stdin"), _redirect(stdout, "stdout"),
-                              _redirect(stderr, "stderr"))
+        r_in, r_out, r_err = (redirect(stdin, "stdin"), redirect(stdout, "stdout"),
+                              redirect(stderr, "stderr"))
         if r_err == STDOUT:
             raise ValueError("stderr=STDOUT is not supported in a pipeline")
         if (r_out == PIPE or r_err == PIPE) and not callable(callback):
             raise TypeError("a callback is required when stdout or stderr is a pipe")
-        popens: list[subprocess.Popen] = []
-        ours: list[int] = []                    # descriptors to close on the way
-        err_r = err_w = None
-        try:
-            if r_err == PIPE:
-                err_r, err_w = os.pipe()
-                ours += [err_r, err_w]
-            prev = r_in
-            for i, cmd in enumerate(cmds):
-                last = i == len(cmds) - 1
-                nxt = None
-                if last:
-                    out = r_out
-                else:
-                    nxt, out = os.pipe()
-                    ours += [nxt, out]
-                p = _popen(cmd, prev, out, err_w if err_w is not None else r_err, cwd, env)
-                popens.append(p)
-                # The child has its copies now: drop the ends we passed on.
-                for fd in (prev if i > 0 else None, None if last else out):
-                    if fd is not None:
-                        ours.remove(fd)
-                        os.close(fd)
-                prev = nxt
-            if err_w is not None:
-                ours.remove(err_w)
-                os.close(err_w)
-        except BaseException:
-            for fd in ours:
-                os.close(fd)
-            for p in popens:
-                for f in (p.stdin, p.stdout):
-                    if f is not None:
-                        f.close()
-                p.kill()
-                p.wait()
-            raise
+        popens, err_r = chain(cmds, r_in, r_out, r_err, cwd, env)
         outputs = []
         if popens[-1].stdout is not None:
             outputs.append((popens[-1].stdout, self._NAMES[0]))
@@ -744,7 +440,7 @@ def run(cmd: Command | Sequence[Command], input: bytes | None = None, *,
 
     is_pipeline = (not isinstance(cmd, (str, bytes)) and cmd
                    and all(not isinstance(c, (str, bytes)) for c in cmd))
-    start = pipeline if is_pipeline else spawn
+    start: Callable[..., _Handle] = pipeline if is_pipeline else spawn
     h = start(cmd, stdin=True if input is not None else DEVNULL, stdout=True, stderr=True,
               callback=collect, cwd=cwd, env=env)
     with h:

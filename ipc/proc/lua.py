@@ -10,9 +10,11 @@ from __future__ import annotations
 import errno as _errno
 import os
 import signal as _signal
+from typing import Any
 
 from ..lua.support import lua_file_fd
-from . import READ_SIZE, Process
+from . import Process
+from ._pump import READ_SIZE, Pump
 
 __all__ = ["spawn", "step", "kill", "describe", "eof"]
 
@@ -63,12 +65,11 @@ def spawn(cmd: bytes, stdin, stdout, stderr):
 _INTERRUPTED = (None, b"interrupted!")
 
 
-def _read_last(h: LuaProcess):
-    """One blocking read of the last output pipe, when nothing is left to
+def _read_last(h: LuaProcess, pump: Pump):
+    """One blocking read of h's last output pipe, when nothing is left to
     feed: ``(stream, chunk)``; None when there is no such pipe, at EOF or on
     a failed read (step's general path then reaps or reports it);
     ``(nil, "interrupted!")`` after Ctrl-C, the child shut down."""
-    pump = h._pump
     fd = pump.blocking
     if fd < 0:
         return None
@@ -86,8 +87,10 @@ def _reader(h: LuaProcess):
     """The turn of h:wait() once a single output pipe is left and no input
     can come (step says so with code 1): _read_last with no arguments to
     convert."""
+    pump = h.pump
+
     def read():
-        return _read_last(h)
+        return _read_last(h, pump)
     return read
 
 
@@ -101,8 +104,8 @@ def step(h: LuaProcess, data, eof):
     nil on failure: ``nil, message, errno`` for an OS error,
     ``nil, "interrupted!"`` for Ctrl-C.  Errors come back as values, so the
     face needs no pcall per turn."""
-    pump = h._pump
-    got = _read_last(h)  # the last pipe, nothing to feed: one read is the turn
+    pump = h.pump
+    got = _read_last(h, pump)  # the last pipe, nothing to feed: one read is the turn
     if got is _INTERRUPTED:
         return got
     if got is not None:
@@ -121,11 +124,12 @@ def step(h: LuaProcess, data, eof):
     except OSError as exc:
         code = exc.errno or _errno.EIO
         return (None, (exc.strerror or os.strerror(code)).encode(errors="replace"), code)
-    if pump.done:
-        rc = h.returncode
-        head = (b"signal", -rc) if rc < 0 else (b"exit", rc)
-    else:
+    rc = h.returncode if pump.done else None
+    head: tuple[Any, ...]
+    if rc is None:
         head = (False, 1 if pump.blocking >= 0 else 0)
+    else:
+        head = (b"signal", -rc) if rc < 0 else (b"exit", rc)
     if not out:
         return head
     if len(out) == 2 and type(out[1]) is bytes:

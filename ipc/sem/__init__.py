@@ -30,19 +30,23 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 import weakref
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Optional
+from time import monotonic
+from typing import TYPE_CHECKING
 
 import posix_ipc
 
-from .._errors import from_posix_ipc, os_error, posix_errors
+from .._errors import from_posix_ipc, os_error
 from .._inflight import InFlight
 from .._names import SEM_NAME_MAX, os_name
 from .._owned import Owned
 from .._signals import exit_pending
+from .._timeout import Deadline
 from .._timeout import timeout as check_timeout
+from . import _os
+from ._os import VALUE_MAX, VALUE_SUPPORTED
 
 if TYPE_CHECKING:
     from ._ledger import Ledger
@@ -50,12 +54,9 @@ if TYPE_CHECKING:
 __all__ = ["Semaphore", "open", "unlink", "reset", "Ledger",
            "VALUE_SUPPORTED", "VALUE_MAX"]
 
-#: Whether ``Semaphore.value`` works here (posix_ipc's capability flag).
-VALUE_SUPPORTED: bool = bool(posix_ipc.SEMAPHORE_VALUE_SUPPORTED)
-#: The largest count the OS allows (SEM_VALUE_MAX).
-VALUE_MAX: int = int(posix_ipc.SEMAPHORE_VALUE_MAX)
-
-_INVALID = "attempt to use invalid semaphore object"
+#: What every use of a closed handle says (LuaIPC's words; the Lua core
+#: says them too).
+INVALID = "attempt to use invalid semaphore object"
 #: What a dec() says when another thread closed its handle during the wait.
 #: A ValueError, as for any use of a closed handle: the program closed a
 #: handle it was still using, which is misuse, not an OS failure.
@@ -100,20 +101,13 @@ class Semaphore:
         if isinstance(n, bool) or not isinstance(n, int):
             raise TypeError(f"n must be an int, not {type(n).__name__}")
         path = os_name(name, SEM_NAME_MAX)
-        if n < 0 or n > VALUE_MAX:  # what sem_open says of such a value
-            raise os_error(errno.EINVAL, path)
-        creating = n != 0
-        with posix_errors(path, creating=creating):
-            if creating:
-                sem = posix_ipc.Semaphore(path, posix_ipc.O_CREX, 0o600, n)
-            else:
-                sem = posix_ipc.Semaphore(path)
+        sem = _os.open(path, n)
         self.name = os.fsdecode(name)
         self.os_name = path
         # The name is the creator's to remove (ipc/_owned.py: only in the
         # creating process, at most once).
-        self._owned = Owned(partial(posix_ipc.unlink_semaphore, path)) if creating else None
-        self._sem: Optional[posix_ipc.Semaphore] = sem
+        self._owned = Owned(partial(_os.unlink, path)) if n != 0 else None
+        self._sem: posix_ipc.Semaphore | None = sem
         self._inflight = InFlight(sem.close)
         # sem_close when the handle is collected (no dec() can be in flight
         # then: each holds the handle), but not at exit, where a daemon
@@ -126,7 +120,7 @@ class Semaphore:
         """Increment the count (sem_post)."""
         sem = self._sem
         if sem is None:
-            raise ValueError(_INVALID)
+            raise ValueError(INVALID)
         try:
             sem.release()  # posix_ipc keeps the GIL here: no close() can run under it
         except Exception as exc:
@@ -143,27 +137,27 @@ class Semaphore:
         and a unit taken as the handle was closed is given back.
         """
         # The first slice of the wait (see _wait) is the whole call when the
-        # count is not 0, or is posted to soon: one sem_timedwait.
+        # count is not 0, or is posted to soon: one sem_timedwait.  Only a
+        # call that must wait on makes a Deadline (from `start`).
         first = _SLICE_FIRST
-        deadline = None
+        start = 0.0
         if timeout is not None:
             timeout = check_timeout(timeout)
             if timeout is not None:
-                deadline = time.monotonic() + timeout
-                if timeout < first:
-                    first = timeout
+                start = monotonic()
+                first = min(first, timeout)
         calls = self._inflight.calls
         calls.append(None)                    # see ipc/_inflight.py
         try:
             sem = self._sem
             if sem is None:
-                raise ValueError(_INVALID)
+                raise ValueError(INVALID)
             try:
                 sem.acquire(first)            # 0: sem_trywait
             except (posix_ipc.BusyError, posix_ipc.SignalError) as exc:
                 if type(exc) is posix_ipc.SignalError:
                     exit_pending()  # the SystemExit posix_ipc swallowed (ipc/_signals.py)
-                if timeout == 0 or not _wait(self, sem, deadline):
+                if timeout == 0 or not _wait(self, sem, Deadline(timeout, start)):
                     return False
             except Exception as exc:
                 raise from_posix_ipc(exc, self.os_name) from None
@@ -178,19 +172,37 @@ class Semaphore:
             if self._sem is None:
                 self._inflight.close()
 
-    def acquire(self, timeout: Optional[float] = None) -> None:
+    def acquire(self, timeout: float | None = None) -> None:
         """``dec`` that raises ``ipc.Timeout`` instead of returning False."""
         if not self.dec(timeout):
             raise os_error(errno.ETIMEDOUT, self.os_name)
 
     release = inc
 
+    def os_calls(self) -> tuple[Callable[[], None], Callable[..., None]]:
+        """posix_ipc's own bound ``release`` and ``acquire`` of this
+        handle's semaphore (sem_post; sem_wait, or sem_timedwait given
+        seconds), for a face that must pay no frame of ours per call: the
+        Lua face's ``inc()`` and blocking ``dec()``.
+
+        They are the bare OS calls: they raise posix_ipc's exceptions
+        (``ipc._errors.from_posix_ipc`` translates them), and they are not
+        counted in flight, so a ``close()`` in another thread while one of
+        them waits is undefined behaviour (sem_close under sem_wait).  The
+        Lua face may use them because its handle is reachable only from its
+        Lua state, which runs one thread at a time.
+        """
+        sem = self._sem
+        if sem is None:
+            raise ValueError(INVALID)
+        return sem.release, sem.acquire
+
     @property
     def value(self) -> int:
         """The current count (where the OS supports reading it)."""
         sem = self._sem
         if sem is None:
-            raise ValueError(_INVALID)
+            raise ValueError(INVALID)
         if not VALUE_SUPPORTED:  # pragma: no cover (macOS)
             raise NotImplementedError("this OS cannot read a semaphore's value")
         return sem.value
@@ -236,7 +248,7 @@ class Semaphore:
         ``VALUE_MAX`` takes minutes).
         """
         if self._sem is None:
-            raise ValueError(_INVALID)
+            raise ValueError(INVALID)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= VALUE_MAX:
             raise ValueError(f"value must be an int in 0..{VALUE_MAX}")
         found = 0
@@ -246,7 +258,7 @@ class Semaphore:
             self.inc()
         return found
 
-    def __enter__(self) -> "Semaphore":
+    def __enter__(self) -> Semaphore:
         self.dec()
         return self
 
@@ -261,10 +273,9 @@ class Semaphore:
         raise TypeError("a Semaphore handle cannot be pickled; open it by name")
 
 
-def _wait(s: Semaphore, sem: posix_ipc.Semaphore, deadline: float | None) -> bool:
+def _wait(s: Semaphore, sem: posix_ipc.Semaphore, deadline: Deadline) -> bool:
     """The rest of ``s.dec()`` after its first slice: True once a unit is
-    taken, False at the ``deadline`` (``time.monotonic()``; None: never),
-    ValueError when s is closed meanwhile.
+    taken, False at the ``deadline``, ValueError when s is closed meanwhile.
 
     Why slices: a POSIX semaphore cannot be waited on together with
     anything else (it is no descriptor), and only a signal ends a sem_wait
@@ -281,13 +292,13 @@ def _wait(s: Semaphore, sem: posix_ipc.Semaphore, deadline: float | None) -> boo
     while True:
         if s._sem is None:
             raise ValueError(_CLOSED_WHILE_WAITING)
-        if deadline is None:
+        left = deadline.remaining()
+        if left is None:
             t = piece
+        elif left == 0:
+            return False
         else:
-            t = deadline - time.monotonic()
-            if t <= 0:
-                return False
-            t = min(t, piece)
+            t = min(left, piece)
         piece = min(piece * 2, _SLICE_MAX)
         try:
             sem.acquire(t)
@@ -308,9 +319,7 @@ def open(name: str | bytes, n: int = 0) -> Semaphore:  # noqa: A001 (LuaIPC's ve
 
 def unlink(name: str | bytes) -> None:
     """Remove the semaphore ``name`` (FileNotFoundError if there is none)."""
-    path = os_name(name, SEM_NAME_MAX)
-    with posix_errors(path):
-        posix_ipc.unlink_semaphore(path)
+    _os.unlink(os_name(name, SEM_NAME_MAX))
 
 
 def reset(name: str | bytes, value: int) -> int:

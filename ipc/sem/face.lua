@@ -9,6 +9,8 @@ local call = S.call
 -- Bound once, at load (core is a Lua table: see support.lua's rule).
 local core_open, core_dec, core_failed, core_close, core_pointer =
       core.open, core.dec, core.failed, core.close, core.pointer
+-- A longer timeout waits forever (ipc/_timeout.py), as a negative one does.
+local FOREVER = core.FOREVER
 
 local INVALID = "attempt to use invalid semaphore object"
 
@@ -57,7 +59,7 @@ function methods.dec(self, timeout)
   if timeout ~= nil then
     local t = timeout
     if type(t) ~= "number" then t = S.checknumber(timeout, 2) end
-    if t >= 0 then return call(core_dec, st.obj, t) end
+    if t >= 0 and t <= FOREVER then return call(core_dec, st.obj, t) end
   end
   if C then
     local p = st.ptr

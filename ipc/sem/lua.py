@@ -17,57 +17,45 @@ time (a thread blocked in ``s:dec()`` holds the runtime).
 """
 from __future__ import annotations
 
-import ctypes
 import weakref
+from collections.abc import Callable
 
 import posix_ipc
 
 from .._errors import from_posix_ipc
 from .._signals import exit_pending
+from .._timeout import FOREVER
 from ..lua.support import anew
-from . import _INVALID, Semaphore
+from . import INVALID, Semaphore, _os
 
-__all__ = ["open", "pointer", "dec", "failed", "close"]
-
-
-def open(name: bytes, n: int):  # noqa: A001
-    """A Semaphore plus the two bound methods the face's fast paths call."""
-    if isinstance(n, float):
-        n = int(n)
-    s = Semaphore(name, n)
-    return s, s._sem.release, s._sem.acquire
+__all__ = ["open", "pointer", "dec", "failed", "close", "FOREVER"]
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.sem_open.restype = ctypes.c_void_p
-_libc.sem_open.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.sem_close.argtypes = [ctypes.c_void_p]
-_SEM_FAILED = {None, 0, ctypes.c_void_p(-1).value}
+def open(name: bytes,  # noqa: A001 (LuaIPC's verb)
+         n: float) -> tuple[Semaphore, Callable[[], None], Callable[..., None]]:
+    """A Semaphore plus the two bound methods the face's fast paths call
+    (``Semaphore.os_calls``)."""
+    s = Semaphore(name, int(n))
+    release, acquire = s.os_calls()
+    return s, release, acquire
 
 
-def _sem_close(ptr: int) -> None:
-    try:
-        _libc.sem_close(ptr)
-    except Exception:
-        pass
-
-
-def pointer(s: Semaphore):
+def pointer(s: Semaphore) -> int | None:
     """A ``sem_t*`` (as an int) of s's semaphore for the LuaJIT FFI, closed
     when s is collected; None if the name is already gone."""
-    ptr = _libc.sem_open(s.os_name.encode(), 0)
-    if ptr in _SEM_FAILED:
-        return None
-    weakref.finalize(s, _sem_close, ptr)
+    ptr = _os.pointer(s.os_name)
+    if ptr is not None:
+        weakref.finalize(s, _os.close_pointer, ptr)
     return ptr
 
 
 def dec(s: Semaphore, timeout: float) -> bool:
-    """dec(t) for t >= 0 (the face sends negative timeouts down the fast path)."""
+    """dec(t) for 0 <= t <= FOREVER (the face sends the waits without end,
+    negative or longer, down the fast path)."""
     return s.dec(timeout)
 
 
-def failed(s: Semaphore, exc: BaseException, blocking: bool):
+def failed(s: Semaphore, exc: BaseException, blocking: bool) -> bool:
     """A fast-path call raised ``exc``: finish the job or raise what Lua
     should see.  A signal whose handler returned (SignalError) resumes a
     blocking wait, as PEP 475; Ctrl-C arrives as KeyboardInterrupt."""
@@ -77,7 +65,7 @@ def failed(s: Semaphore, exc: BaseException, blocking: bool):
         exit_pending()  # the SystemExit posix_ipc swallowed (ipc/_signals.py)
         return s.dec()
     if isinstance(exc, posix_ipc.ExistentialError):  # inc() on a closed semaphore
-        raise ValueError(_INVALID)
+        raise ValueError(INVALID)
     raise from_posix_ipc(exc, s.os_name)
 
 

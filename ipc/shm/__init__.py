@@ -25,7 +25,7 @@ from functools import partial
 import posix_ipc
 
 from .._errors import os_error, posix_errors
-from .._memfile import MemFile, _index
+from .._memfile import MemFile, index
 from .._names import os_name
 from .._owned import Owned, release_handle
 
@@ -38,7 +38,6 @@ class SharedMemory(MemFile):
     _kind = "shm"
 
     def __init__(self, mm: _mmap.mmap, name: str, osname: str, owner: bool):
-        self._mm = mm
         self._osname = osname
         # The name is the creator's to remove (ipc/_owned.py: only in the
         # creating process, at most once).
@@ -91,7 +90,7 @@ def create(name: str | bytes, size: int) -> SharedMemory:
     with ``/`` (nothing is left behind then).
     """
     osname = os_name(name)
-    size = _index(size, "size")
+    size = index(size, "size")
     if size <= 0:
         raise os_error(errno.EINVAL, name)
     with posix_errors(name, creating=True):

@@ -1,25 +1,18 @@
 """Core functions of the ipc.shm Lua face (see face.lua)."""
 from __future__ import annotations
 
-from .._memfile import lua_parts
-from . import attach as _attach, create as _create
+from typing import Any
+
+from .._memfile import lua_file
+from . import attach as _attach
+from . import create as _create
 
 __all__ = ["create", "attach"]
 
 
-def _parts(h):
-    get, line, put, getter, putter = lua_parts(h._mm, True, True)
-
-    def close():
-        h.close()
-        return True
-
-    return h, get, line, put, h.size(), close, None, lambda: h.addr, getter, putter
+def create(name: bytes, size: float) -> tuple[Any, ...]:
+    return lua_file(_create(name, int(size)))
 
 
-def create(name: bytes, size: int):
-    return _parts(_create(name, int(size)))
-
-
-def attach(name: bytes):
-    return _parts(_attach(name))
+def attach(name: bytes) -> tuple[Any, ...]:
+    return lua_file(_attach(name))

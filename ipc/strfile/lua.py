@@ -6,7 +6,7 @@ that lives as long as the handle.
 """
 from __future__ import annotations
 
-from .._memfile import _address
+from .._memfile import address
 
 __all__ = ["pin"]
 
@@ -18,7 +18,7 @@ class _Pinned:
 
     def __init__(self, data: bytes):
         self.data = data
-        self.addr = _address(data)
+        self.addr = address(data)
 
 
 def pin(data: bytes):
