@@ -68,7 +68,7 @@ class _State:
         self.closed = True
         try:
             self.view.release()
-        except Exception:  # pragma: no cover - views we made are releasable
+        except Exception:  # noqa: BLE001  pragma: no cover (views we made are releasable)
             pass
         release, self.release = self.release, None
         if release is not None:
@@ -79,7 +79,7 @@ def _finalize(state: _State) -> None:
     # A finalizer never raises (it may run at interpreter exit).
     try:
         state.close()
-    except Exception:  # pragma: no cover
+    except Exception:  # noqa: BLE001  (a finalizer never raises)
         pass
 
 
@@ -194,8 +194,7 @@ class MemFile:
             raise ValueError(f"new size too large (or negative): {size} "
                              f"(the region has {self._size} bytes)")
         self._size = size
-        if self._pos > size:
-            self._pos = size
+        self._pos = min(self._pos, size)
         return size
 
     # -- positioning ------------------------------------------------------

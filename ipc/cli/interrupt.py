@@ -270,7 +270,7 @@ class Interrupter:
                 proc.shutdown_all(GRACE)
             # Finalizers: creators unlink their names.  atexit has no public
             # "run the handlers now"; this is what the interpreter's exit calls.
-            atexit._run_exitfuncs()  # noqa: SLF001
+            atexit._run_exitfuncs()
         finally:
             flush_c_stdio()
             for f in (sys.stdout, sys.stderr):

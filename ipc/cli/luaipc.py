@@ -165,7 +165,7 @@ def _os_exit(code: Any = None, _close: object = None) -> NoReturn:
     interrupt.leaving()
     _flush_c_stdio()
     try:
-        atexit._run_exitfuncs()  # noqa: SLF001  (no public way to run them now)
+        atexit._run_exitfuncs()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

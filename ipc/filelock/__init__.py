@@ -35,8 +35,7 @@ import portalocker
 from portalocker.portalocker import LockfLocker
 
 from .._errors import os_error, os_errors
-from .._timeout import Deadline
-from .._timeout import timeout as check_timeout
+from .._timeout import Deadline, timeout as check_timeout
 from . import _os
 
 TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)

@@ -58,7 +58,7 @@ def _flusher(mm: _mmap.mmap, path):
     return flush
 
 
-def open(path, mode: str = "r", offset: int = 0, size: int = 0) -> MappedFile:  # noqa: A001
+def open(path, mode: str = "r", offset: int = 0, size: int = 0) -> MappedFile:
     """Map ``path``; see the module docstring.
 
     OS failures raise ``IPCError`` subclasses (``FileNotFoundError``...).

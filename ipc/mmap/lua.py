@@ -4,11 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from .._memfile import lua_file
-from . import PAGESIZE
-from . import open as _open
+from . import PAGESIZE, open as _open
 
 __all__ = ["open", "PAGESIZE"]
 
 
-def open(path: bytes, mode: bytes, offset: float, size: float) -> tuple[Any, ...]:  # noqa: A001
+def open(path: bytes, mode: bytes, offset: float, size: float) -> tuple[Any, ...]:
     return lua_file(_open(path, mode.decode(), int(offset), int(size)))

@@ -37,7 +37,10 @@ import select
 import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 import posix_ipc
 
@@ -45,12 +48,19 @@ from .._errors import Timeout, os_error
 from .._inflight import InFlight
 from .._names import NAME_MAX, os_name
 from .._owned import Owned
-from .._timeout import Deadline, poll_ms
-from .._timeout import timeout as _timeout  # the one rule
+from .._timeout import (
+    Deadline,
+    poll_ms,
+    timeout as _timeout,  # the one rule
+)
 from . import _os
-from ._os import HARD_MSGMAX as HARD_MSGMAX  # the kernel's limits: re-exported
-from ._os import HARD_MSGSIZEMAX as HARD_MSGSIZEMAX
-from ._os import PRIORITY_MAX, SYSCTL_DIR, limits
+from ._os import (
+    HARD_MSGMAX as HARD_MSGMAX,  # the kernel's limits: re-exported
+    HARD_MSGSIZEMAX as HARD_MSGSIZEMAX,
+    PRIORITY_MAX,
+    SYSCTL_DIR,
+    limits,
+)
 
 __all__ = ["MessageQueue", "open", "unlink", "limits", "PRIORITY_MAX", "SYSCTL_DIR", "Timeout"]
 
@@ -286,7 +296,7 @@ class MessageQueue:
     def receive_obj(self, timeout: float | None = None) -> Any:
         """Receive a message and unpickle it (only from senders you trust:
         unpickling runs code the pickle names)."""
-        return pickle.loads(self.receive(timeout)[0])
+        return pickle.loads(self.receive(timeout)[0])  # noqa: S301 (opt-in, documented)
 
     # -- iteration ---------------------------------------------------------------
 
@@ -376,7 +386,7 @@ class MessageQueue:
             self._owned.detach()
         unlink(self.name[1:])
 
-    def __enter__(self) -> MessageQueue:
+    def __enter__(self) -> Self:
         self._open()
         return self
 

@@ -78,7 +78,7 @@ def create(path: str, maxmsg: int, msgsize: int) -> posix_ipc.MessageQueue:
         raise _create_error(exc, path, maxmsg, msgsize) from None
 
 
-def open(path: str) -> posix_ipc.MessageQueue:  # noqa: A001 (mq_open)
+def open(path: str) -> posix_ipc.MessageQueue:
     """``mq_open(path, O_NONBLOCK)`` of an existing queue."""
     with posix_errors(path):
         return posix_ipc.MessageQueue(path, posix_ipc.O_NONBLOCK)

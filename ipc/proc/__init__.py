@@ -45,11 +45,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import Timeout, os_error, os_errors
-from .._timeout import Deadline
-from .._timeout import timeout as check_timeout
+from .._timeout import Deadline, timeout as check_timeout
 from ._launch import Command, chain, popen, redirect
-from ._pump import READ_SIZE as READ_SIZE  # re-exported: the size of a chunk
-from ._pump import Pump, wait_exit
+from ._pump import (
+    READ_SIZE as READ_SIZE,  # re-exported: the size of a chunk
+    Pump,
+    wait_exit,
+)
 
 __all__ = ["spawn", "pipeline", "run", "shutdown_all", "Process", "Pipeline", "Result",
            "PIPE", "STDOUT", "DEVNULL"]
@@ -212,7 +214,8 @@ class _Handle:
                 self.step(0)  # what can still be done without waiting
                 if pump.done:
                     break
-                raise os_error(_errno.ETIMEDOUT, message=f"process did not finish within {timeout} s")
+                raise os_error(_errno.ETIMEDOUT,
+                               message=f"process did not finish within {timeout} s")
             self.step(deadline.remaining())
         return self.returncode
 
@@ -308,7 +311,7 @@ class Process(_Handle):
                  callback: Callback | None = None, cwd=None, env=None):
         r_in, r_out, r_err = (redirect(stdin, "stdin"), redirect(stdout, "stdout"),
                               redirect(stderr, "stderr"))
-        if (r_out == PIPE or r_err == PIPE) and not callable(callback):
+        if (PIPE in (r_out, r_err)) and not callable(callback):
             raise TypeError("a callback is required when stdout or stderr is a pipe")
         p = popen(cmd, r_in, r_out, r_err, cwd, env)
         outputs = []
@@ -357,7 +360,7 @@ class Pipeline(_Handle):
                               redirect(stderr, "stderr"))
         if r_err == STDOUT:
             raise ValueError("stderr=STDOUT is not supported in a pipeline")
-        if (r_out == PIPE or r_err == PIPE) and not callable(callback):
+        if (PIPE in (r_out, r_err)) and not callable(callback):
             raise TypeError("a callback is required when stdout or stderr is a pipe")
         popens, err_r = chain(cmds, r_in, r_out, r_err, cwd, env)
         outputs = []

@@ -109,7 +109,7 @@ def step(h: LuaProcess, data, eof):
     if got is _INTERRUPTED:
         return got
     if got is not None:
-        return (False, 1) + got
+        return (False, 1, *got)
     out: list = []
     try:
         if data is not None:

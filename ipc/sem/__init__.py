@@ -43,12 +43,13 @@ from .._inflight import InFlight
 from .._names import SEM_NAME_MAX, os_name
 from .._owned import Owned
 from .._signals import exit_pending
-from .._timeout import Deadline
-from .._timeout import timeout as check_timeout
+from .._timeout import Deadline, timeout as check_timeout
 from . import _os
 from ._os import VALUE_MAX, VALUE_SUPPORTED
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from ._ledger import Ledger
 
 __all__ = ["Semaphore", "open", "unlink", "reset", "Ledger",
@@ -123,7 +124,7 @@ class Semaphore:
             raise ValueError(INVALID)
         try:
             sem.release()  # posix_ipc keeps the GIL here: no close() can run under it
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (translated once, at the OS boundary)
             raise from_posix_ipc(exc, self.os_name) from None
 
     def dec(self, timeout: float | None = None) -> bool:
@@ -159,7 +160,7 @@ class Semaphore:
                     exit_pending()  # the SystemExit posix_ipc swallowed (ipc/_signals.py)
                 if timeout == 0 or not _wait(self, sem, Deadline(timeout, start)):
                     return False
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (translated once, at the OS boundary)
                 raise from_posix_ipc(exc, self.os_name) from None
             if self._sem is None:
                 # Closed while we took the unit: nobody can inc() through
@@ -258,7 +259,7 @@ class Semaphore:
             self.inc()
         return found
 
-    def __enter__(self) -> Semaphore:
+    def __enter__(self) -> Self:
         self.dec()
         return self
 
@@ -308,11 +309,11 @@ def _wait(s: Semaphore, sem: posix_ipc.Semaphore, deadline: Deadline) -> bool:
         except posix_ipc.SignalError:
             exit_pending()  # the SystemExit posix_ipc swallowed (ipc/_signals.py)
             # else a signal's handler returned: wait on (PEP 475)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (translated once, at the OS boundary)
             raise from_posix_ipc(exc, s.os_name) from None
 
 
-def open(name: str | bytes, n: int = 0) -> Semaphore:  # noqa: A001 (LuaIPC's verb)
+def open(name: str | bytes, n: int = 0) -> Semaphore:
     """Create (``n != 0``, exclusive) or open (``n == 0``) a semaphore."""
     return Semaphore(name, n)
 

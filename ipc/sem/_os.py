@@ -26,7 +26,7 @@ VALUE_SUPPORTED: bool = bool(posix_ipc.SEMAPHORE_VALUE_SUPPORTED)
 VALUE_MAX: int = int(posix_ipc.SEMAPHORE_VALUE_MAX)
 
 
-def open(path: str, n: int) -> posix_ipc.Semaphore:  # noqa: A001 (sem_open)
+def open(path: str, n: int) -> posix_ipc.Semaphore:
     """``sem_open(path)``: with ``n != 0`` create the semaphore, exclusively
     (O_CREAT | O_EXCL, mode 0600), with the count ``n``; with ``n == 0``
     open an existing one."""
@@ -72,5 +72,5 @@ def close_pointer(ptr: int) -> None:
     """``sem_close`` of what ``pointer`` gave.  Never raises (a finalizer)."""
     try:
         _libc()[0].sem_close(ptr)
-    except Exception:  # noqa: BLE001, S110  (a finalizer must not raise)
+    except Exception:  # noqa: BLE001  (a finalizer must not raise)
         pass

@@ -31,7 +31,7 @@ from . import INVALID, Semaphore, _os
 __all__ = ["open", "pointer", "dec", "failed", "close", "FOREVER"]
 
 
-def open(name: bytes,  # noqa: A001 (LuaIPC's verb)
+def open(name: bytes,
          n: float) -> tuple[Semaphore, Callable[[], None], Callable[..., None]]:
     """A Semaphore plus the two bound methods the face's fast paths call
     (``Semaphore.os_calls``)."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._memfile import lua_file
-from . import attach as _attach
-from . import create as _create
+from . import attach as _attach, create as _create
 
 __all__ = ["create", "attach"]
 

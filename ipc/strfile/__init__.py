@@ -17,7 +17,7 @@ class StrFile(MemFile):
     _kind = "strfile"
 
 
-def open(data) -> StrFile:  # noqa: A001 - the LuaIPC name
+def open(data) -> StrFile:
     """A read-only file over ``data`` (bytes or any bytes-like object; a
     mutable one is copied so the file cannot change under the reader)."""
     if isinstance(data, str):
