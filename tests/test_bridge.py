@@ -8,16 +8,20 @@ import subprocess
 import sys
 
 import pytest
+from helpers.lua import EXPECTED_VERSION, is_luajit
 
 import ipc
-from ipc.lua import (DEFAULT_ENGINE, ENGINES, ENV_VAR, RUNTIME_OPTIONS, EngineError,
-                     install, lupa_module, new_runtime, resolve_engine)
-
-EXPECTED_VERSION = {
-    "lua5.1": b"Lua 5.1", "lua5.2": b"Lua 5.2", "lua5.3": b"Lua 5.3",
-    "lua5.4": b"Lua 5.4", "lua5.5": b"Lua 5.5",
-    "luajit2.0": b"Lua 5.1", "luajit2.1": b"Lua 5.1",
-}
+from ipc.lua import (
+    DEFAULT_ENGINE,
+    ENGINES,
+    ENV_VAR,
+    RUNTIME_OPTIONS,
+    EngineError,
+    install,
+    lupa_module,
+    new_runtime,
+    resolve_engine,
+)
 
 
 def test_seven_engines_are_known():
@@ -28,7 +32,7 @@ def test_seven_engines_are_known():
 def test_each_engine_runs_its_own_lua(lua, engine):
     assert lua.eval("_VERSION") == EXPECTED_VERSION[engine]
     jit = lua.eval("jit and jit.version")
-    if engine.startswith("luajit"):
+    if is_luajit(engine):
         assert jit.startswith(b"LuaJIT " + engine[len("luajit"):].encode())
     else:
         assert jit is None

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run_luaipc
+from helpers.children import run_luaipc
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

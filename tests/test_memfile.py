@@ -7,6 +7,7 @@ import gc
 import io
 
 import pytest
+from helpers.names import SHM_DIR
 
 import ipc
 import ipc.mmap
@@ -150,7 +151,6 @@ def test_strfile_api():
 
 
 def test_finalizer_runs_on_collection(make_name):
-    from conftest import SHM_DIR
     name = make_name()
     h = ipc.shm.create(name, 10)
     assert (SHM_DIR / name).exists()

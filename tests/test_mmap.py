@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from helpers.lua import run
 
 import ipc
 import ipc.mmap
@@ -16,12 +17,6 @@ import ipc.mmap
 pytestmark = pytest.mark.timeout(120)
 
 PAGE = std_mmap.ALLOCATIONGRANULARITY
-
-
-def run(lua, code: str, *args):
-    fn = lua.execute(b"return function(...) " + code.encode() + b" end")
-    r = fn(*[a.encode() if isinstance(a, str) else a for a in args])
-    return r if isinstance(r, tuple) else (r,)
 
 
 @pytest.fixture

@@ -10,22 +10,13 @@ import threading
 import time
 
 import pytest
+from helpers.children import spawn_py, still_blocked, wait_line
+from helpers.names import queue_exists
 
 import ipc
-from conftest import queue_exists
 from ipc import mq
 
 ALL_BYTES = bytes(range(256))
-
-
-def py_child(code: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def wait_ready(p: subprocess.Popen) -> None:
-    line = p.stdout.readline()
-    assert line.strip() == "ready", (line, p.stderr.read() if p.poll() is not None else "")
 
 
 # -- open, create, errors ---------------------------------------------------------
@@ -307,8 +298,8 @@ print("done", flush=True)
 def test_send_and_receive_across_processes(make_name):
     a, b = make_name(), make_name()
     with mq.open(a, 10, 300) as qa, mq.open(b, 10, 300) as qb:
-        p = py_child(ECHO, a, b)
-        wait_ready(p)
+        p = spawn_py(ECHO, a, b)
+        wait_line(p)
         payloads = [ALL_BYTES, b"", b"\0\1\2", b"x" * 300] * 5
         for data in payloads:
             qa.send(data)
@@ -340,10 +331,9 @@ def test_ctrl_c_ends_a_blocked_call(name, verb):
     with mq.open(name, 1, 16) as q:
         if verb == "send":
             q.send(b"full")
-        p = py_child(BLOCKED, name, verb)
-        wait_ready(p)
-        time.sleep(0.3)
-        assert p.poll() is None, "the child did not block"
+        p = spawn_py(BLOCKED, name, verb)
+        wait_line(p)
+        assert still_blocked(p), "the child did not block"
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=15)
         assert "KeyboardInterrupt" in out

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from helpers.children import run_luaipc
 
 import ipc.mmap
 import ipc.shm
 import ipc.strfile
-from conftest import run_luaipc
 
 
 def test_frombuffer_is_the_segment_not_a_copy(name):
