@@ -3,6 +3,7 @@ compared with what the `lua` command does."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def test_options_sit_at_negative_indices(tmp_path, engine):
     r = run_luaipc(engine=engine, args=["-e", "x=1", "s.lua", "z"], cwd=tmp_path)
     lines = r.stdout.splitlines()
     assert lines[1:] == ["-2\t-e", "-1\tx=1", "0\ts.lua", "1\tz"]
-    assert lines[0].startswith("-3\t") and "luaipc" in lines[0] or "-m ipc" in lines[0]
+    assert lines[0] == "-3\t" + shlex.join(LUAIPC)   # the command that starts luaipc
 
 
 def test_lowest_index_restarts_luaipc_as_a_shell_command(tmp_path, engine):

@@ -15,6 +15,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -721,7 +722,9 @@ def test_names_that_are_not_text_in_json_and_on_the_terminal(make_name, children
         for o in objs:
             path = bytes.fromhex(o["path_hex"])
             kind, shown = files[path]
-            assert o["kind"] == kind and os.stat(path).st_ino  # the very file
+            st = os.stat(path)  # the very file: what ls says of it is its own
+            assert (o["kind"], o["uid"], o["mode"]) == (kind, st.st_uid,
+                                                       f"{stat.S_IMODE(st.st_mode):04o}")
             exact = path.rsplit(b"/", 1)[1].removeprefix(b"sem." if kind == "sem" else b"")
             assert bytes.fromhex(o["name_hex"]) == exact
             if path == held:  # UTF-8: exact text; JSON escapes nothing it need not

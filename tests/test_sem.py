@@ -140,9 +140,9 @@ def test_lua_creator_close_unlinks_opener_does_not(lua, name):
 
 
 def test_lua_collection_unlinks(lua, name):
-    run(lua, "local sem = require 'ipc.sem'; assert(sem.open(..., 3))", name)
-    assert exists(name) or True  # may already be collected
-    lua.execute(b"collectgarbage(); collectgarbage()")
+    run(lua, "local sem = require 'ipc.sem'; S = assert(sem.open(..., 3))", name)
+    assert exists(name)                  # held by the global S: not collected yet
+    lua.execute(b"S = nil; collectgarbage(); collectgarbage()")
     deadline = time.time() + 5
     while exists(name) and time.time() < deadline:
         lua.execute(b"collectgarbage()")
