@@ -103,12 +103,6 @@ def test_binary_strings_round_trip_unchanged(lua):
     assert lua.eval('function(s) return #s end')(data) == len(data)
 
 
-def test_os_failure_is_nil_message_errno(lua, name):
-    got = lua.execute(f'local shm = require "ipc.shm" '
-                      f'return select("#", shm.attach("{name}")), shm.attach("{name}")')
-    assert got == (3, None, b"No such file or directory", 2)
-
-
 def test_misuse_is_a_lua_string_error_pcall_catches(lua, unnamed):
     ok, err, kind = lua.execute(
         'local ok, e = pcall(require("ipc.shm").create, nil, 10) return ok, e, type(e)')

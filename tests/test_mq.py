@@ -239,17 +239,6 @@ def test_pickled_objects(name):
 
 # -- closing, unlinking ---------------------------------------------------------------------
 
-def test_close_is_idempotent_and_ends_use(name):
-    q = mq.open(name, 1, 8)
-    q.close()
-    q.close()
-    assert q.closed
-    for call in (lambda: q.send(b"x"), lambda: q.receive(0), lambda: q.current_messages,
-                 lambda: q.unlink(), lambda: q.__enter__()):
-        with pytest.raises(ValueError, match="closed"):
-            call()
-
-
 def test_only_the_creator_unlinks(name):
     q = mq.open(name, 1, 8)
     other = mq.open(name)
