@@ -299,9 +299,8 @@ def test_python_locked_context_with_timeout(path):
     try:
         wait_line(p)
         with open(path, "r+b") as f:
-            with pytest.raises(ipc.Timeout) as ei:
-                with fl.locked(f, "r", 0, 10, timeout=0.2):
-                    pass
+            with pytest.raises(ipc.Timeout) as ei, fl.locked(f, "r", 0, 10, timeout=0.2):
+                pass
             assert isinstance(ei.value, TimeoutError) and ei.value.errno == errno.ETIMEDOUT
             with pytest.raises(ipc.Timeout):
                 fl.locked(f, "r", 5, 1, timeout=0).acquire()
@@ -354,9 +353,8 @@ def test_pathlock_interoperates_with_byte_range_locks(engine, path):
     p = spawn_lua("filelock/hold.lua", path, "w", engine=engine)
     try:
         wait_line(p)
-        with pytest.raises(ipc.Timeout):
-            with fl.PathLock(path, timeout=0.2):
-                pass
+        with pytest.raises(ipc.Timeout), fl.PathLock(path, timeout=0.2):
+            pass
         with pytest.raises(ipc.Timeout):
             fl.PathLock(path, shared=True, timeout=0).acquire()
         p.kill()

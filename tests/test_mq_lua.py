@@ -242,7 +242,7 @@ def test_priority_order_from_a_luaipc_child(engine, name):
     sent = ["0:a", "5:b", "1:c", "5:d", "0:e", "32767:f", "3:"]
     with mq.open(name, 10, 16) as q:
         p = spawn_lua("mq/sender.lua", name, *sent, engine=engine)
-        rc, out, err = finish(p, timeout=30)
+        rc, _, err = finish(p, timeout=30)
         assert rc == 0, err
         got = list(q.messages(timeout=0))
     assert got == [b"f", b"b", b"d", b"", b"c", b"a", b"e"]
@@ -282,7 +282,7 @@ def test_lua_runtime_and_a_python_child(lua, make_name):
         lambda: spawn_py(PY_ECHO, a, b))
     n, p = res
     assert n == 20
-    out, err = p.communicate(timeout=30)
+    _, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
 
 
@@ -328,7 +328,7 @@ def test_ctrl_c_ends_a_blocked_call_with_interrupted(engine, name, verb):
         wait_line(p)
         assert still_blocked(p), "the call did not block"
         p.send_signal(signal.SIGINT)
-        rc, out, err = finish(p, timeout=30)
+        rc, _, err = finish(p, timeout=30)
         assert rc != 0
         assert "interrupted!" in err
         assert q.current_messages == (1 if verb == "send" else 0)

@@ -260,9 +260,9 @@ def test_context_manager_waits_or_kills():
     with proc.spawn(["cat"], stdin=True, stdout=True, callback=sink) as p:
         p.write(b"in a with block")
     assert p.returncode == 0 and sink.out == b"in a with block"
-    with pytest.raises(RuntimeError):
-        with proc.spawn(["sleep", "30"], stdout=True, callback=Sink()) as p:
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), proc.spawn(["sleep", "30"], stdout=True,
+                                                callback=Sink()) as p:
+        raise RuntimeError("boom")
     assert p.returncode is not None and p.returncode < 0
     p.close()
     p.close()                                      # idempotent
@@ -306,8 +306,8 @@ def test_pipeline_without_a_shell():
 def test_pipeline_feeds_8mib_and_collects_stderr_of_all():
     data = os.urandom(8 << 20)
     sink = Sink()
-    pl = proc.pipeline([["cat"], [PY, "-c", "import sys; sys.stderr.write('mid\\n'); "
-                                            "sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+    pl = proc.pipeline([["cat"], [PY, "-c", ("import sys; sys.stderr.write('mid\\n'); "
+                                             "sys.stdout.buffer.write(sys.stdin.buffer.read())")],
                         "cat; echo end >&2"],
                        stdin=True, stdout=True, stderr=True, callback=sink)
     pl.write(data)

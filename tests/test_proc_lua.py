@@ -462,8 +462,8 @@ def test_argument_errors(lua, code, message):
     ("exec sleep 60", "{ stdout = true, callback = function() end }"),   # in step's read()
     # after a first chunk: in the reader's read() (the last pipe's fast path)
     ("echo started; exec sleep 60", "{ stdout = true, callback = function() end }"),
-    ("exec sleep 60", "{ stdin = true, stdout = true, stderr = true, "
-                      "callback = function() end }"),                    # in poll()
+    ("exec sleep 60", ("{ stdin = true, stdout = true, stderr = true, "
+                       "callback = function() end }")),                  # in poll()
     ("exec sleep 60", "{}")])                                             # in waitpid()
 def test_ctrl_c_during_wait_interrupts_and_kills_child(engine, tmp_path, cmd, opts):
     script = tmp_path / "ctrlc.lua"

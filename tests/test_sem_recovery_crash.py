@@ -52,7 +52,7 @@ s.inc()
 
 def ls(name: str) -> dict:
     r = subprocess.run(IPCCTL + ["ls", "--json", "-k", "sem", name], capture_output=True,
-                       text=True, timeout=60, stdin=subprocess.DEVNULL)
+                       text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
     assert r.returncode == 0, r.stderr
     objs = json.loads(r.stdout)
     assert len(objs) == 1, objs

@@ -210,8 +210,8 @@ def test_python_child_attaches_writes_exits_segment_survives(name):
 
 def test_lua_child_attaches_writes_exits_segment_survives(name, engine, luaipc):
     with ipc.shm.create(name, 64) as h:
-        res = luaipc(["-e", f'local h = require("ipc.shm").attach("{name}"); '
-                            'h:write("lua child")'], engine=engine)
+        res = luaipc(["-e", (f'local h = require("ipc.shm").attach("{name}"); '
+                             'h:write("lua child")')], engine=engine)
         assert res.returncode == 0, res.stderr
         assert (SHM_DIR / name).exists()
         assert h.read(9) == b"lua child"

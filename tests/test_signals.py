@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(120)
 # SIGTERM is tried on every engine; the other signals, and the rarer ways of
 # meeting one, on TWO_ENGINES (PUC-Lua's hooks and LuaJIT's), for time.  A
 # proc wait also on the oldest engine, 5.1, whose pcall cannot yield.
-THREE_ENGINES = (list(ENGINES)[0], *TWO_ENGINES)
+THREE_ENGINES = (next(iter(ENGINES)), *TWO_ENGINES)
 
 # LuaJIT cannot stop a loop it compiled to machine code (no hooks run
 # there; as with the luajit command and Ctrl-C): the loops run interpreted.

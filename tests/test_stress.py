@@ -192,7 +192,7 @@ def test_sixteen_processes_with_kills(seconds, make_name, tmp_path):
         for p, _g, _k in ws.live.values():
             p.kill()
             p.wait()
-        del buf
+        buf.release()            # the view first: then the segment can go
         h.close()
         sem.close()
     left = [p.name for p in SHM_DIR.iterdir() if p.name.endswith(tuple(names.values()))]
