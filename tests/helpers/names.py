@@ -2,6 +2,7 @@
 name (a segment, a semaphore, a queue)."""
 from __future__ import annotations
 
+import errno
 import uuid
 from pathlib import Path
 
@@ -52,7 +53,15 @@ def leftovers(name: str) -> list[str]:
 def remove_named(name: str) -> None:
     """Remove whatever shm, semaphore or queue is called name."""
     for p in (SHM_DIR / name, SHM_DIR / f"sem.{name}"):
-        p.unlink(missing_ok=True)
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            # ENAMETOOLONG: "sem." + a name of 252-255 bytes is longer than
+            # a file name may be, so no such semaphore can exist
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
     try:
         posix_ipc.unlink_message_queue("/" + name)
     except posix_ipc.ExistentialError:
