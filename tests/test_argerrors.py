@@ -14,15 +14,9 @@ bad ``self`` should have been ("in-memory file" where io wants "FILE*").
 from __future__ import annotations
 
 import pytest
+from helpers.lua import is_luajit, lua_version, run
 
 pytestmark = pytest.mark.timeout(120)
-
-PUC_52_UP = ("lua5.2", "lua5.3", "lua5.4", "lua5.5")
-
-
-def run(lua, code: str, *args) -> list[bytes]:
-    r = lua.execute(code, *[a.encode() if isinstance(a, str) else a for a in args])
-    return list(r) if isinstance(r, tuple) else [r]
 
 
 # Lua that defines `forms` (each a function of one object that misuses it
@@ -38,7 +32,7 @@ end
 """
 
 
-def compare(r: list[bytes], *normal) -> None:
+def compare(r: tuple, *normal) -> None:
     """r = io's, ours, io's, ours...; `normal`: (io's words, ours) to swap in
     io's message first."""
     for theirs, ours in zip(r[::2], r[1::2]):
@@ -120,9 +114,9 @@ def _unnamed(engine: str, name: str) -> bytes:
     """The quoted name luaL_argerror gives a function pcall called: its
     global name on 5.2 (io.open, or a module made a global), its name under
     package.loaded on 5.3+ ("ipc." + name for ours), '?' on 5.1 and LuaJIT."""
-    if engine == "lua5.2":
+    if lua_version(engine) == (5, 2):
         return f"'{name}'".encode()
-    if engine in PUC_52_UP:
+    if lua_version(engine) >= (5, 3):
         return f"'{name if name.startswith('io.') else 'ipc.' + name}'".encode()
     return b"'?'"
 
@@ -194,7 +188,7 @@ def test_tail_calls(lua, engine):
         function(x) return err(function() return (x == f and io or sf).open() end) end,
       }, f, h)
     """)
-    if engine in PUC_52_UP or engine == "lua5.1":
+    if not is_luajit(engine):
         assert r[0].endswith(b": bad argument #1 to 'seek' (invalid option 'bogus')")
         assert r[1] == b"bad argument #1 to 'seek' (invalid option 'bogus')"
         assert r[2].endswith(b": bad argument #1 to 'open' (string expected, got no value)")

@@ -8,16 +8,20 @@ import subprocess
 import sys
 
 import pytest
+from helpers.lua import EXPECTED_VERSION, is_luajit
 
 import ipc
-from ipc.lua import (DEFAULT_ENGINE, ENGINES, ENV_VAR, RUNTIME_OPTIONS, EngineError,
-                     install, lupa_module, new_runtime, resolve_engine)
-
-EXPECTED_VERSION = {
-    "lua5.1": b"Lua 5.1", "lua5.2": b"Lua 5.2", "lua5.3": b"Lua 5.3",
-    "lua5.4": b"Lua 5.4", "lua5.5": b"Lua 5.5",
-    "luajit2.0": b"Lua 5.1", "luajit2.1": b"Lua 5.1",
-}
+from ipc.lua import (
+    DEFAULT_ENGINE,
+    ENGINES,
+    ENV_VAR,
+    RUNTIME_OPTIONS,
+    EngineError,
+    install,
+    lupa_module,
+    new_runtime,
+    resolve_engine,
+)
 
 
 def test_seven_engines_are_known():
@@ -28,7 +32,7 @@ def test_seven_engines_are_known():
 def test_each_engine_runs_its_own_lua(lua, engine):
     assert lua.eval("_VERSION") == EXPECTED_VERSION[engine]
     jit = lua.eval("jit and jit.version")
-    if engine.startswith("luajit"):
+    if is_luajit(engine):
         assert jit.startswith(b"LuaJIT " + engine[len("luajit"):].encode())
     else:
         assert jit is None
@@ -87,7 +91,7 @@ def test_a_python_program_embeds_its_own_runtime():
         "return s.open(\"x\\\\ny\"):read(\"l\", \"l\")'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(b'x', b'y')"
 
@@ -97,12 +101,6 @@ def test_binary_strings_round_trip_unchanged(lua):
     roundtrip = lua.eval('function(s) return require("ipc.strfile").open(s):read("a") end')
     assert roundtrip(data) == data
     assert lua.eval('function(s) return #s end')(data) == len(data)
-
-
-def test_os_failure_is_nil_message_errno(lua, name):
-    got = lua.execute(f'local shm = require "ipc.shm" '
-                      f'return select("#", shm.attach("{name}")), shm.attach("{name}")')
-    assert got == (3, None, b"No such file or directory", 2)
 
 
 def test_misuse_is_a_lua_string_error_pcall_catches(lua, unnamed):
@@ -127,7 +125,7 @@ def test_import_ipc_is_cheap():
             "heavy = {'lupa', 'posix_ipc', 'psutil', 'portalocker', 'ipc.shm', 'ipc.proc'}\n"
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=60, check=False)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 

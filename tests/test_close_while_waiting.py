@@ -21,7 +21,7 @@ import threading
 import time
 
 import pytest
-from test_sem_procs import finish, spawn_py, still_blocked, wait_line
+from helpers.children import finish, read_line, spawn_py, still_blocked, wait_line
 
 import ipc.mq
 import ipc.sem
@@ -103,7 +103,7 @@ print("got", h.dec(60) if kind == "sem" else h.receive(60)[0].decode(), flush=Tr
 
 
 def _closed_report(child) -> dict:
-    line = child.stdout.readline()
+    line = read_line(child, timeout=90)  # it waits up to 60 s for its threads to block
     assert line, f"the child died: {child.wait(timeout=30)} {child.stderr.read()}"
     report = json.loads(line)
     assert report["alive"] == [False, False, False], report

@@ -9,12 +9,16 @@ independent of ipc.shm.
 from __future__ import annotations
 
 import pytest
+from helpers.children import finish, spawn_lua, spawn_py, wait_line
+from helpers.lua import installed
 
 import ipc.sem
-from test_sem_procs import finish, spawn_lua, spawn_py, wait_line
 
 N = 2000
-LUA_ENGINES = ["lua5.4", "luajit2.1", "lua5.1", "lua5.3"]
+#: Four Lua children, each on another engine, spread over the list (every
+#: other installed one): eight processes are what two cores can run in
+#: time, and four engines already mix PUC-Lua and LuaJIT, old and new.
+LUA_ENGINES = installed()[::2][:4]
 PY_CHILDREN = 4
 
 PY_COUNT = """

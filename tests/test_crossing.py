@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 from ipc import MODULES
-from ipc.lua import crossing, install, new_runtime, RUNTIME_OPTIONS, lupa_module
+from ipc.lua import RUNTIME_OPTIONS, crossing, install, lupa_module, new_runtime
 from ipc.lua.crossing import CrossingError, fresh
 
 

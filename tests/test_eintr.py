@@ -9,12 +9,10 @@ normally once the parent gives it what it waits for.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import ALL_ENGINES
+from helpers.children import read_line, spawn_py
 
 import ipc.mq
 import ipc.sem
@@ -53,10 +51,6 @@ else:
 VERBS = ["dec", "dec:30", "receive", "receive:30", "send", "send:30"]
 
 
-def _line(p: subprocess.Popen) -> str:
-    return p.stdout.readline().strip()
-
-
 def check_resumes(face: str, verb: str, name: str) -> None:
     kind = verb.partition(":")[0]
     if kind == "dec":
@@ -66,15 +60,13 @@ def check_resumes(face: str, verb: str, name: str) -> None:
         obj = ipc.mq.open(name, 1, 8)
         if kind == "send":
             obj.send(b"full")
-    p = subprocess.Popen([sys.executable, "-c", CHILD, face, verb, name], text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         stdin=subprocess.DEVNULL)
+    p = spawn_py(CHILD, face, verb, name)
     try:
-        assert _line(p) == "ready", p.stderr.read() if p.poll() is not None else ""
+        assert read_line(p) == "ready", p.stderr.read() if p.poll() is not None else ""
         for _ in range(2):
             time.sleep(0.3)                       # let it enter the wait
             p.send_signal(signal.SIGUSR1)
-            assert _line(p) == "handler"
+            assert read_line(p) == "handler"
         time.sleep(0.3)
         assert p.poll() is None, "a signal whose handler returned ended the wait"
         if kind == "dec":
@@ -102,6 +94,5 @@ def test_python_wait_resumes_after_a_handled_signal(name, verb):
 
 
 @pytest.mark.parametrize("verb", VERBS)
-@pytest.mark.parametrize("engine", ALL_ENGINES)
 def test_lua_wait_resumes_after_a_handled_signal(name, engine, verb):
     check_resumes(engine, verb, name)

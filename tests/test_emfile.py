@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 
-from conftest import leftovers
+from helpers.names import leftovers
 
 EMFILE = errno.EMFILE
 TEXT = os.strerror(EMFILE)

@@ -8,10 +8,19 @@ import os
 import signal
 
 import pytest
+from helpers.children import (
+    finish,
+    interrupt,
+    read_line,
+    spawn_lua,
+    spawn_py,
+    still_blocked,
+    wait_line,
+)
+from helpers.lua import run, run_one
 
 import ipc
 import ipc.filelock as fl
-from test_sem_procs import finish, interrupt, spawn_lua, spawn_py, still_blocked, wait_line
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,11 +30,6 @@ def path(tmp_path):
     p = tmp_path / "data.bin"
     p.write_bytes(b"0123456789" * 10)
     return p
-
-
-def run(lua, code: str, *args):
-    fn = lua.execute(b"return function(...) " + code.encode() + b" end")
-    return fn(*[os.fsencode(a) if isinstance(a, (str, os.PathLike)) else a for a in args])
 
 
 def lua_try(engine, path, mode, offset=0, nbytes=0) -> str:
@@ -119,11 +123,11 @@ def test_lua_lock_drops_stale_read_buffer(lua, path):
     """After lock() the Lua file reads what is on disk, not its old buffer."""
     fd = os.open(path, os.O_RDWR)
     try:
-        f = run(lua, "local f = assert(io.open(..., 'r+')); assert(f:read(1) == '0'); return f", path)
+        f = run_one(lua, "local f = assert(io.open(..., 'r+')); assert(f:read(1) == '0'); return f", path)
         os.pwrite(fd, b"ABCDEFGHIJ", 0)          # another writer changes the bytes
-        stale = run(lua, "local f = ...; local s = f:read(2); f:seek('set', 1); return s", f)
+        stale = run_one(lua, "local f = ...; local s = f:read(2); f:seek('set', 1); return s", f)
         assert stale == b"12"                    # the buffer still had the old bytes
-        fresh = run(lua, """
+        fresh = run_one(lua, """
           local f = ...
           local fl = require "ipc.filelock"
           assert(fl.lock(f, "r"))
@@ -205,14 +209,14 @@ def test_unlock_flushes_lua_buffered_output(engine, path):
     """A Lua child writes under the lock and unlocks but keeps the file
     open: the next holder must see the data (unlock flushed it)."""
     path.write_bytes(b"start.")
-    children = []
+    children, lines = [], []
     try:
         for text in ("one.", "two."):
             p = spawn_lua("filelock/append.lua", path, text, engine=engine)
             children.append(p)
-            line = p.stdout.readline().strip()
-            assert line.startswith("read "), p.stderr.read() if not line else line
-        assert children[1] and line == "read start.one."
+            lines.append(read_line(p))
+        # the second child read what the first wrote before its unlock
+        assert lines == ["read start.", "read start.one."]
         with open(path, "rb") as f:
             fl.lock(f, "r")
             assert f.read() == b"start.one.two."
@@ -295,9 +299,8 @@ def test_python_locked_context_with_timeout(path):
     try:
         wait_line(p)
         with open(path, "r+b") as f:
-            with pytest.raises(ipc.Timeout) as ei:
-                with fl.locked(f, "r", 0, 10, timeout=0.2):
-                    pass
+            with pytest.raises(ipc.Timeout) as ei, fl.locked(f, "r", 0, 10, timeout=0.2):
+                pass
             assert isinstance(ei.value, TimeoutError) and ei.value.errno == errno.ETIMEDOUT
             with pytest.raises(ipc.Timeout):
                 fl.locked(f, "r", 5, 1, timeout=0).acquire()
@@ -350,9 +353,8 @@ def test_pathlock_interoperates_with_byte_range_locks(engine, path):
     p = spawn_lua("filelock/hold.lua", path, "w", engine=engine)
     try:
         wait_line(p)
-        with pytest.raises(ipc.Timeout):
-            with fl.PathLock(path, timeout=0.2):
-                pass
+        with pytest.raises(ipc.Timeout), fl.PathLock(path, timeout=0.2):
+            pass
         with pytest.raises(ipc.Timeout):
             fl.PathLock(path, shared=True, timeout=0).acquire()
         p.kill()

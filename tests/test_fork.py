@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import leftovers
+from helpers.names import leftovers
 
 # The parent's side, shared by every program below: after the child is
 # gone, the names must exist and work, and the parent's close removes them.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 
 import pytest
-from conftest import SHM_DIR, queue_exists
+from helpers.names import SHM_DIR, queue_exists
 
 from ipc.lua import support
 

@@ -15,26 +15,20 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import posix_ipc
 import pytest
-from conftest import NOBODY, PREFIX, console_command, nobody_env, nobody_python
+from helpers.children import IPCCTL
+from helpers.names import PREFIX, SHM_DIR, new_name, remove_named
+from helpers.nobody import AS_NOBODY, IS_ROOT, NOBODY, nobody_env, nobody_python
 
 pytestmark = pytest.mark.timeout(120)
 
-SHM_DIR = Path("/dev/shm")
-
-
-IPCCTL = console_command("ipcctl", "ipc.cli.ipcctl")
-IS_ROOT = os.geteuid() == 0
-#: argv prefix that runs a command as nobody: no groups, and (a uid change
-#: from 0) no capabilities
-AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
 needs_root = pytest.mark.skipif(
     not IS_ROOT or not shutil.which("setpriv") or not shutil.which("unshare"),
     reason="needs root (to run processes as nobody and mount in a private namespace)")
@@ -102,17 +96,6 @@ def by_kind(objs: list[dict]) -> dict[str, dict]:
     return {o["kind"]: o for o in objs}
 
 
-def _unlink_all(names: dict[str, str]) -> None:
-    for fn, key in ((posix_ipc.unlink_shared_memory, "shm"),
-                    (posix_ipc.unlink_semaphore, "sem"),
-                    (posix_ipc.unlink_message_queue, "mq")):
-        for name in names.values():
-            try:
-                fn("/" + name)
-            except (posix_ipc.ExistentialError, ValueError):
-                pass
-
-
 @pytest.fixture
 def objnames():
     """A fresh base name; call it for {"shm": base-shm, "sem": ..., "mq": ...}.
@@ -124,14 +107,15 @@ def objnames():
     made: list[dict[str, str]] = []
 
     def make() -> tuple[str, dict[str, str]]:
-        base = PREFIX + uuid.uuid4().hex[:12]
+        base = new_name()
         names = {k: f"{base}-{k}" for k in ("shm", "sem", "mq")}
         made.append(names)
         return base, names
 
     yield make
     for names in made:
-        _unlink_all(names)
+        for n in names.values():
+            remove_named(n)
 
 
 @pytest.fixture
@@ -738,7 +722,9 @@ def test_names_that_are_not_text_in_json_and_on_the_terminal(make_name, children
         for o in objs:
             path = bytes.fromhex(o["path_hex"])
             kind, shown = files[path]
-            assert o["kind"] == kind and os.stat(path).st_ino  # the very file
+            st = os.stat(path)  # the very file: what ls says of it is its own
+            assert (o["kind"], o["uid"], o["mode"]) == (kind, st.st_uid,
+                                                       f"{stat.S_IMODE(st.st_mode):04o}")
             exact = path.rsplit(b"/", 1)[1].removeprefix(b"sem." if kind == "sem" else b"")
             assert bytes.fromhex(o["name_hex"]) == exact
             if path == held:  # UTF-8: exact text; JSON escapes nothing it need not

@@ -27,7 +27,7 @@ import threading
 import time
 
 import pytest
-from test_sem_procs import _env, finish, spawn_py, wait_line
+from helpers.children import child_env, finish, spawn_py, wait_line
 
 import ipc
 import ipc.sem
@@ -230,7 +230,7 @@ def test_holder_killed_at_each_step_of_its_first_hold(where, capacity, name, tmp
     ledger = ipc.sem.Ledger(sem, path, capacity=capacity)
     child = subprocess.Popen([sys.executable, "-c", STOPPED, name, str(path), str(capacity or 0),
                               *steps], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=_env(None))
+                             stderr=subprocess.PIPE, text=True, env=child_env())
     try:
         wait_line(child)
         wait_line(child, "stopped")            # it waits on its stdin, stopped there

@@ -18,7 +18,7 @@ import threading
 import time
 
 import pytest
-from test_sem_procs import finish, spawn_py
+from helpers.children import finish, spawn_py
 
 import ipc.sem
 from ipc.lua import new_runtime

@@ -7,6 +7,7 @@ import gc
 import io
 
 import pytest
+from helpers.names import SHM_DIR
 
 import ipc
 import ipc.mmap
@@ -116,20 +117,6 @@ def test_buf_is_the_memory_itself(opener):
     view.release()
 
 
-def test_close_idempotent_and_closed_errors(opener):
-    h = opener(b"abc")
-    with h as same:
-        assert same is h
-    assert h.closed
-    h.close()
-    h.close()
-    for call in (h.read, h.readline, h.tell, h.size, h.flush, lambda: h.buf,
-                 lambda: h.seek(0), lambda: h.write(b"x"), lambda: h.truncate(1)):
-        with pytest.raises(ValueError, match="closed"):
-            call()
-    assert "closed" in repr(h)
-
-
 def test_close_with_a_live_view(opener):
     h = opener(b"abcdef")
     view = h.buf
@@ -150,7 +137,6 @@ def test_strfile_api():
 
 
 def test_finalizer_runs_on_collection(make_name):
-    from conftest import SHM_DIR
     name = make_name()
     h = ipc.shm.create(name, 10)
     assert (SHM_DIR / name).exists()

@@ -3,17 +3,12 @@ from Lua, on every engine (LuaIPC's memfile.c behaviour, plus "n")."""
 from __future__ import annotations
 
 import pytest
+from helpers.lua import lua_version, run, skip_if_missing
+from helpers.names import remove_named
 
 from ipc.lua import new_runtime
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def run(lua, code: str, *args):
-    """Run a Lua chunk with ``...`` = args (str -> bytes); all results."""
-    fn = lua.execute(b"return function(...) " + code.encode() + b" end")
-    r = fn(*[a.encode() if isinstance(a, str) else a for a in args])
-    return r if isinstance(r, tuple) else (r,)
 
 
 # A Lua function `open(data)` giving a fresh handle over `data`, writable for
@@ -62,7 +57,6 @@ def mf(lua, kind, name, tmp_path, make_name):
         return run(lua, OPENERS[kind] + code, name, str(tmp_path / "f.bin"), *args)
 
     yield runner
-    from conftest import remove_named
     for n in names:
         remove_named(n)
 
@@ -297,7 +291,7 @@ def test_permissions_strfile(lua):
 
 
 def test_to_be_closed(lua, engine, name):
-    if engine in ("lua5.1", "lua5.2", "lua5.3", "luajit2.0", "luajit2.1"):
+    if lua_version(engine) < (5, 4):
         pytest.skip("<close> is Lua 5.4+")
     r = run(lua, """
       local shm = require "ipc.shm"
@@ -332,6 +326,7 @@ def reference_numbers():
     """What Lua 5.4's own io.read("n") gives, then what is left unread."""
     import os
     import tempfile
+    skip_if_missing("lua5.4")   # the reference: Lua 5.4's io library
     rt = new_runtime("lua5.4")
     fn = rt.execute("""return function(path)
       local f = assert(io.open(path, "rb"))
@@ -373,7 +368,7 @@ def test_read_number_matches_lua54(mf, kind, engine):
             continue  # shm/mmap regions are never empty
         got = mf(fn, data)
         assert (got[0], got[1]) == (want, rest), data
-        if engine in ("lua5.3", "lua5.4", "lua5.5") and want is not None:
+        if lua_version(engine) >= (5, 3) and want is not None:   # integer subtype
             assert got[2] == (b"integer" if isinstance(want, int) else b"float"), data
 
 

@@ -2,51 +2,25 @@
 in luaipc child processes talking to Python ones."""
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from helpers.children import finish, spawn_lua, spawn_py, still_blocked, wait_line
+from helpers.lua import lua_version, run
+from helpers.names import queue_exists
 
-from conftest import LUAIPC, queue_exists
 from ipc import mq
 
-HERE = Path(__file__).parent / "lua" / "mq"
 ALL_BYTES = bytes(range(256))
-
-
-def run(lua, code: str, *args):
-    """Run a chunk (``local mq = require "ipc.mq"`` prepended); its results
-    as a tuple."""
-    res = lua.execute('local mq = require "ipc.mq"\n' + code, *args)
-    return res if isinstance(res, tuple) else (res,)
-
-
-def spawn_lua(engine: str, script: str, *args) -> subprocess.Popen:
-    env = dict(os.environ, LUAIPC_ENGINE=engine)
-    return subprocess.Popen(LUAIPC + [str(HERE / script), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_ready(p: subprocess.Popen) -> None:
-    line = p.stdout.readline()
-    if line.strip() != "ready":
-        p.kill()
-        raise AssertionError(f"child not ready: {line!r} {p.communicate()[1]}")
-
-
-def finish(p: subprocess.Popen) -> tuple[int, str, str]:
-    out, err = p.communicate(timeout=30)
-    return p.returncode, out, err
+#: The first line of every chunk run here.
+MQ = 'local mq = require "ipc.mq"\n'
 
 
 # -- open and its error triples ------------------------------------------------------
 
 def test_open_error_triples(lua, name):
-    missing, exists, badname, toolong, sizes = run(lua, """
+    missing, exists, badname, toolong, sizes = run(lua, MQ + """
       local name = ...
       local h = assert(mq.open(name, 2, 8))
       local function pack(...) return { n = select("#", ...), ... } end
@@ -58,7 +32,10 @@ def test_open_error_triples(lua, name):
       o:close(); h:close()
       return r[1], r[2], r[3], r[4], m
     """, name.encode())
-    as_list = lambda t: [t[i] for i in range(1, t[b"n"] + 1)]  # noqa: E731
+
+    def as_list(t) -> list:
+        return [t[i] for i in range(1, t[b"n"] + 1)]
+
     assert as_list(missing) == [None, b"No such file or directory", 2]
     assert as_list(exists) == [None, b"File exists", 17]
     assert as_list(badname) == [None, b"Invalid argument", 22]
@@ -74,7 +51,7 @@ def test_over_the_system_limit_is_a_triple_naming_it(lua, name, which):
     if limit is None:
         pytest.skip(f"{mq.SYSCTL_DIR}/{key} is not readable")
     args = (limit + 1, 1) if which == "maxmsg" else (1, limit + 1)
-    res = run(lua, "local h, msg, code = mq.open(...)\n"
+    res = run(lua, MQ + "local h, msg, code = mq.open(...)\n"
                    "if h then h:close() return true end\n"
                    "return h, msg, code", name.encode(), *args)
     if mq._os._has_cap_sys_resource():
@@ -86,7 +63,7 @@ def test_over_the_system_limit_is_a_triple_naming_it(lua, name, which):
 
 
 def test_misuse_raises_errors_in_luas_words(lua, name, unnamed):
-    errors = run(lua, """
+    errors = run(lua, MQ + """
       local name = ...
       local h = assert(mq.open(name, 2, 8))
       local function e(f, ...) local ok, msg = pcall(f, ...) assert(not ok) return msg end
@@ -151,7 +128,7 @@ def test_errors_point_at_the_callers_line(lua, name):
 # -- send and receive in one runtime --------------------------------------------------
 
 def test_priorities_and_binary_payloads(lua, name):
-    res = run(lua, """
+    res = run(lua, MQ + """
       local name, blob = ...
       local h = assert(mq.open(name, 10, 300))
       local sent = { {"low", 0}, {blob, 7}, {"", 3}, {"\\0a\\0", 7}, {"top", 32767}, {"low2", 0} }
@@ -170,7 +147,7 @@ def test_priorities_and_binary_payloads(lua, name):
 
 def test_timeouts_both_ways_give_false(lua, name):
     t0 = time.monotonic()
-    res = run(lua, """
+    res = run(lua, MQ + """
       local h = assert(mq.open(..., 1, 8))
       local function pack(...) return { n = select("#", ...), ... } end
       local r = { pack(h:receive(0)), pack(h:receive(0.2)) }
@@ -186,7 +163,7 @@ def test_timeouts_both_ways_give_false(lua, name):
 
 
 def test_the_python_api_meets_the_lua_queue(lua, name):
-    h = run(lua, "return assert(mq.open(..., 3, 64))", name.encode())[0]
+    h = run(lua, MQ + "return assert(mq.open(..., 3, 64))", name.encode())[0]
     with mq.open(name) as q:
         assert (q.maxmsg, q.msgsize) == (3, 64)
         assert h.send(h, b"from lua", None, 4) is True
@@ -199,7 +176,7 @@ def test_the_python_api_meets_the_lua_queue(lua, name):
 
 def test_creator_close_and_collection_unlink(lua, make_name):
     a, b, c = make_name(), make_name(), make_name()
-    res = run(lua, """
+    res = run(lua, MQ + """
       local a, exists = ...
       local h = assert(mq.open(a, 1, 8))
       local o = assert(mq.open(a))
@@ -210,7 +187,7 @@ def test_creator_close_and_collection_unlink(lua, make_name):
       return s1, kept, tostring(h), not exists(a)
     """, a.encode(), lambda n: queue_exists(n.decode()))
     assert res == (True, True, b"ipc.mq (closed)", True)
-    run(lua, """
+    run(lua, MQ + """
       local b = ...
       local h = assert(mq.open(b, 1, 8))
       h = nil
@@ -218,7 +195,7 @@ def test_creator_close_and_collection_unlink(lua, make_name):
     """, b.encode())
     assert not queue_exists(b)
     # An open handle outlives the creator's close.
-    res = run(lua, """
+    res = run(lua, MQ + """
       local c = ...
       local h = assert(mq.open(c, 1, 8))
       local o = assert(mq.open(c))
@@ -232,9 +209,9 @@ def test_creator_close_and_collection_unlink(lua, make_name):
 
 
 def test_to_be_closed_variable(lua, engine, name):
-    if engine not in ("lua5.4", "lua5.5"):
+    if lua_version(engine) < (5, 4):
         pytest.skip("<close> is Lua 5.4+")
-    run(lua, """
+    run(lua, MQ + """
       do
         local h <close> = assert(mq.open(..., 1, 8))
         h:send("x")
@@ -250,13 +227,13 @@ def test_echo_through_a_luaipc_child(engine, make_name):
     payloads = [(ALL_BYTES, 1), (b"", 0), (b"\0\0", 9), (b"x" * 300, 32767),
                 (bytes(reversed(ALL_BYTES)), 5)] * 4
     with mq.open(a, 10, 300) as qa, mq.open(b, 10, 300) as qb:
-        p = spawn_lua(engine, "echo.lua", a, b)
-        wait_ready(p)
+        p = spawn_lua("mq/echo.lua", a, b, engine=engine)
+        wait_line(p)
         for data, prio in payloads:
             qa.send(data, priority=prio)
             assert qb.receive(30) == (data, prio)
         qa.send(b"STOP")
-        rc, out, err = finish(p)
+        rc, out, err = finish(p, timeout=30)
     assert rc == 0, err
     assert out.split() == ["done", str(len(payloads))]
 
@@ -264,8 +241,8 @@ def test_echo_through_a_luaipc_child(engine, make_name):
 def test_priority_order_from_a_luaipc_child(engine, name):
     sent = ["0:a", "5:b", "1:c", "5:d", "0:e", "32767:f", "3:"]
     with mq.open(name, 10, 16) as q:
-        p = spawn_lua(engine, "sender.lua", name, *sent)
-        rc, out, err = finish(p)
+        p = spawn_lua("mq/sender.lua", name, *sent, engine=engine)
+        rc, _, err = finish(p, timeout=30)
         assert rc == 0, err
         got = list(q.messages(timeout=0))
     assert got == [b"f", b"b", b"d", b"", b"c", b"a", b"e"]
@@ -286,7 +263,7 @@ while True:
 
 def test_lua_runtime_and_a_python_child(lua, make_name):
     a, b = make_name(), make_name()
-    res = run(lua, """
+    res = run(lua, MQ + """
       local a, b, blob, spawn = ...
       local qa = assert(mq.open(a, 10, 300))
       local qb = assert(mq.open(b, 10, 300))
@@ -302,11 +279,10 @@ def test_lua_runtime_and_a_python_child(lua, make_name):
       assert(qa:send("STOP") == true)
       return n, p
     """, a.encode(), b.encode(), ALL_BYTES,
-        lambda: subprocess.Popen([sys.executable, "-c", PY_ECHO, a, b],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        lambda: spawn_py(PY_ECHO, a, b))
     n, p = res
     assert n == 20
-    out, err = p.communicate(timeout=30)
+    _, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
 
 
@@ -315,15 +291,14 @@ def test_blocking_until_the_other_side_acts(engine, name, verb):
     with mq.open(name, 1, 8) as q:
         if verb == "send":
             q.send(b"full")
-        p = spawn_lua(engine, "block.lua", name, verb, "-1")   # negative: blocks
-        wait_ready(p)
-        time.sleep(0.3)
-        assert p.poll() is None, "the call did not block"
+        p = spawn_lua("mq/block.lua", name, verb, "-1", engine=engine)   # negative: blocks
+        wait_line(p)
+        assert still_blocked(p), "the call did not block"
         if verb == "receive":
             q.send(b"now", priority=2)
         else:
             assert q.receive(5) == (b"full", 0)
-        rc, out, err = finish(p)
+        rc, out, err = finish(p, timeout=30)
         assert rc == 0, err
         if verb == "receive":
             assert out.split() == ["receive", "now", "2"]
@@ -337,9 +312,9 @@ def test_timeouts_in_a_child(engine, name, verb):
     with mq.open(name, 1, 8) as q:
         if verb == "send":
             q.send(b"full")
-        p = spawn_lua(engine, "block.lua", name, verb, "0.3")
-        wait_ready(p)
-        rc, out, err = finish(p)
+        p = spawn_lua("mq/block.lua", name, verb, "0.3", engine=engine)
+        wait_line(p)
+        rc, out, err = finish(p, timeout=30)
     assert rc == 0, err
     assert out.split() == ([verb, "false", "nil"] if verb == "receive" else [verb, "false"])
 
@@ -349,12 +324,11 @@ def test_ctrl_c_ends_a_blocked_call_with_interrupted(engine, name, verb):
     with mq.open(name, 1, 8) as q:
         if verb == "send":
             q.send(b"full")
-        p = spawn_lua(engine, "block.lua", name, verb)
-        wait_ready(p)
-        time.sleep(0.3)
-        assert p.poll() is None, "the call did not block"
+        p = spawn_lua("mq/block.lua", name, verb, engine=engine)
+        wait_line(p)
+        assert still_blocked(p), "the call did not block"
         p.send_signal(signal.SIGINT)
-        rc, out, err = finish(p)
+        rc, _, err = finish(p, timeout=30)
         assert rc != 0
         assert "interrupted!" in err
         assert q.current_messages == (1 if verb == "send" else 0)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from helpers.children import run_luaipc
 
 import ipc.mmap
 import ipc.shm
 import ipc.strfile
-from conftest import run_luaipc
 
 
 def test_frombuffer_is_the_segment_not_a_copy(name):
@@ -23,8 +23,9 @@ def test_frombuffer_is_the_segment_not_a_copy(name):
 def test_another_process_writes_numpy_reads(name, engine):
     with ipc.shm.create(name, 4096) as h:
         arr = numpy.frombuffer(h.buf, dtype=numpy.uint8)
-        r = run_luaipc(["-e", f"local h = assert(require('ipc.shm').attach('{name}')) "
-                              "h:seek('set', 100) h:write(string.rep('\\7', 50))"], engine=engine)
+        r = run_luaipc(["-e", (f"local h = assert(require('ipc.shm').attach('{name}')) "
+                               "h:seek('set', 100) h:write(string.rep('\\7', 50))")],
+                       engine=engine)
         assert r.returncode == 0, r.stderr
         assert arr[100:150].tolist() == [7] * 50 and arr[99] == 0 and arr[150] == 0
         arr[0:3] = [76, 117, 97]  # "Lua", written by numpy, read by a child

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import posix_ipc
 import pytest
-from conftest import NOBODY, PREFIX, SHM_DIR, nobody_env, nobody_python, run_as_nobody
+from helpers.names import PREFIX, SHM_DIR, remove_named
+from helpers.nobody import IS_ROOT, NOBODY, nobody_env, nobody_python, run_as_nobody
 
 import ipc.mq
 import ipc.sem
@@ -31,19 +32,9 @@ import ipc.shm
 
 pytestmark = pytest.mark.timeout(120)
 
-IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(
     not IS_ROOT, reason="needs root: the test switches a child to another uid (nobody) "
                         "to see that it is refused; an ordinary user cannot switch uid")
-
-
-def _unlink_all(name: str) -> None:
-    for fn in (posix_ipc.unlink_shared_memory, posix_ipc.unlink_semaphore,
-               posix_ipc.unlink_message_queue):
-        try:
-            fn("/" + name)
-        except (posix_ipc.Error, ValueError, OSError):
-            pass
 
 
 @pytest.fixture
@@ -61,7 +52,6 @@ def objects(make_name):
     q.send(b"secret")
     yield names
     h.close(), s.close(), q.close()
-    _unlink_all(names["mq"])  # no /dev/mqueue here for conftest to clean
 
 
 def _mqueue_mount() -> Path | None:
@@ -312,5 +302,5 @@ def test_longest_name_works_one_more_is_refused(kind, limit, make_name):
             create(longest + "x")
         assert info.value.errno == errno.ENAMETOOLONG
     finally:
-        _unlink_all(longest)
+        remove_named(longest)
     assert not list(SHM_DIR.glob(name + "*")) and not list(SHM_DIR.glob(f"sem.{name}*"))

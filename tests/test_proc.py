@@ -9,6 +9,8 @@ import time
 
 import psutil
 import pytest
+from helpers.children import pid_gone
+from helpers.proc import FLOOD, Sink
 
 import ipc
 from ipc import proc
@@ -16,38 +18,6 @@ from ipc import proc
 pytestmark = pytest.mark.timeout(120)
 
 PY = sys.executable
-
-
-class Sink:
-    """A callback that keeps what arrived, per stream."""
-
-    def __init__(self):
-        self.chunks = {"stdout": [], "stderr": []}
-        self.calls = 0
-
-    def __call__(self, stream, data):
-        assert isinstance(data, bytes) and data
-        self.chunks[stream].append(data)
-        self.calls += 1
-
-    @property
-    def out(self) -> bytes:
-        return b"".join(self.chunks["stdout"])
-
-    @property
-    def err(self) -> bytes:
-        return b"".join(self.chunks["stderr"])
-
-
-def gone(pid: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def my_children() -> set[int]:
@@ -188,18 +158,6 @@ def test_100000_small_writes_round_trip():
     assert sink.out == b"".join(parts)
 
 
-FLOOD = r"""
-import os, sys
-os.write(2, b"E" * (3 << 20))
-sys.stdout.buffer.write(b"O" * (3 << 20)); sys.stdout.flush()
-while True:
-    d = os.read(0, 65536)
-    if not d: break
-    sys.stdout.buffer.write(d); sys.stdout.flush()
-    os.write(2, d)
-"""
-
-
 def test_flood_on_both_outputs_while_stdin_is_fed():
     data = os.urandom(4 << 20)
     sink = Sink()
@@ -295,7 +253,7 @@ def test_kill_tree_reaches_grandchildren():
     # the grandchildren held stdout open too: wait() returns only once they die
     assert p.wait(10) == -9
     for k in kids:
-        assert gone(k)
+        assert pid_gone(k)
 
 
 def test_collected_handle_kills_and_reaps_child():
@@ -303,7 +261,7 @@ def test_collected_handle_kills_and_reaps_child():
     pid = p.pid
     del p
     gc.collect()
-    assert gone(pid)
+    assert pid_gone(pid)
 
 
 def test_context_manager_waits_or_kills():
@@ -311,9 +269,9 @@ def test_context_manager_waits_or_kills():
     with proc.spawn(["cat"], stdin=True, stdout=True, callback=sink) as p:
         p.write(b"in a with block")
     assert p.returncode == 0 and sink.out == b"in a with block"
-    with pytest.raises(RuntimeError):
-        with proc.spawn(["sleep", "30"], stdout=True, callback=Sink()) as p:
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), proc.spawn(["sleep", "30"], stdout=True,
+                                                callback=Sink()) as p:
+        raise RuntimeError("boom")
     assert p.returncode is not None and p.returncode < 0
     p.close()
     p.close()                                      # idempotent
@@ -357,8 +315,8 @@ def test_pipeline_without_a_shell():
 def test_pipeline_feeds_8mib_and_collects_stderr_of_all():
     data = os.urandom(8 << 20)
     sink = Sink()
-    pl = proc.pipeline([["cat"], [PY, "-c", "import sys; sys.stderr.write('mid\\n'); "
-                                            "sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+    pl = proc.pipeline([["cat"], [PY, "-c", ("import sys; sys.stderr.write('mid\\n'); "
+                                             "sys.stdout.buffer.write(sys.stdin.buffer.read())")],
                         "cat; echo end >&2"],
                        stdin=True, stdout=True, stderr=True, callback=sink)
     pl.write(data)
@@ -380,7 +338,7 @@ def test_pipeline_with_a_missing_program_leaves_nothing_behind():
     with pytest.raises(FileNotFoundError):
         proc.pipeline([["sleep", "30"], ["/nonexistent/luaipct-missing"], ["cat"]],
                       stdout=True, callback=Sink())
-    assert my_children() - before == set() or all(gone(p) for p in my_children() - before)
+    assert my_children() - before == set() or all(pid_gone(p) for p in my_children() - before)
     assert len(os.listdir("/proc/self/fd")) == fds_before
 
 

@@ -1,44 +1,25 @@
 """ipc.proc from Lua, on every engine: real children, real pipes."""
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import sys
 import time
 
 import psutil
 import pytest
-
-from conftest import LUAIPC
+from helpers.children import interrupt, pid_gone, read_line, spawn_luaipc
+from helpers.lua import run, run_one
+from helpers.proc import FLOOD
 
 pytestmark = pytest.mark.timeout(120)
 
 PY = sys.executable.encode()
-
-
-def run(lua, code: str, *args):
-    """Run a Lua chunk (``local proc = require "ipc.proc"`` prepended)."""
-    return lua.execute('local proc = require "ipc.proc"\n' + code, *args)
+#: The first line of every chunk run here.
+PROC = 'local proc = require "ipc.proc"\n'
 
 
 def b(s: str) -> bytes:
     return s.encode()
-
-
-def gone(pid: int, within: float = 10.0) -> bool:
-    """True once pid no longer exists (reaped: not even a zombie)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            p = psutil.Process(pid)
-            if p.status() == psutil.STATUS_ZOMBIE and p.ppid() != os.getpid():
-                return True  # someone else's zombie now (reparented): not ours
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # -- output -------------------------------------------------------------------
@@ -56,7 +37,7 @@ COLLECT = """
 
 
 def test_stdout_only(lua):
-    r = run(lua, COLLECT + """
+    r = run(lua, PROC + COLLECT + """
       local h = assert(proc.spawn("printf 'one\\ntwo\\n'", { stdout = true, callback = cb }))
       local ok, kind, code = h:wait()
       return ok, kind, code, table.concat(got.stdout), #got.stderr
@@ -65,7 +46,7 @@ def test_stdout_only(lua):
 
 
 def test_stderr_only(lua):
-    r = run(lua, COLLECT + """
+    r = run(lua, PROC + COLLECT + """
       local h = assert(proc.spawn("echo oops >&2; echo quiet", { stderr = true, stdout = false, callback = cb }))
       local ok, kind, code = h:wait()
       return ok, kind, code, table.concat(got.stderr), #got.stdout
@@ -75,7 +56,7 @@ def test_stderr_only(lua):
 
 
 def test_stdout_and_stderr(lua):
-    r = run(lua, COLLECT + """
+    r = run(lua, PROC + COLLECT + """
       local h = assert(proc.spawn("echo out; echo err >&2; echo out2; exit 5",
                                   { stdout = true, stderr = true, callback = cb }))
       local ok, kind, code = h:wait()
@@ -86,12 +67,12 @@ def test_stdout_and_stderr(lua):
 
 @pytest.mark.parametrize("code", [0, 1, 42, 255])
 def test_exit_codes(lua, code):
-    r = run(lua, "return proc.spawn('exit ' .. ..., {}):wait()", code)
+    r = run(lua, PROC + "return proc.spawn('exit ' .. ..., {}):wait()", code)
     assert r == ((True if code == 0 else None), b"exit", code)
 
 
 def test_missing_command_exits_127(lua):
-    r = run(lua, COLLECT + """
+    r = run(lua, PROC + COLLECT + """
       local h = assert(proc.spawn("no-such-command-luaipct", { stderr = true, callback = cb }))
       local ok, kind, code = h:wait()
       return ok, kind, code, table.concat(got.stderr)
@@ -102,7 +83,7 @@ def test_missing_command_exits_127(lua):
 
 def test_binary_output_round_trips(lua):
     data = bytes(range(256)) * 64
-    r = run(lua, COLLECT + """
+    r = run_one(lua, PROC + COLLECT + """
       local h = proc.spawn("cat", { stdin = true, stdout = true, callback = cb })
       h:write(..., proc.EOF)
       assert(h:wait())
@@ -114,7 +95,7 @@ def test_binary_output_round_trips(lua):
 # -- input --------------------------------------------------------------------
 
 def test_stdin_in_one_piece(lua):
-    r = run(lua, COLLECT + """
+    r = run(lua, PROC + COLLECT + """
       local h = proc.spawn("tr a-z A-Z", { stdin = true, stdout = true, callback = cb })
       assert(h:write("hello world\\n", proc.EOF) == true)
       return h:wait(), table.concat(got.stdout)
@@ -123,7 +104,7 @@ def test_stdin_in_one_piece(lua):
 
 
 def test_stdin_in_many_pieces_and_calls(lua):
-    r = run(lua, COLLECT + """
+    r = run(lua, PROC + COLLECT + """
       local h = proc.spawn("cat", { stdin = true, stdout = true, callback = cb })
       assert(h:write("a", "b", 3, ""))
       assert(h:write("c\\n"))
@@ -134,7 +115,7 @@ def test_stdin_in_many_pieces_and_calls(lua):
 
 
 def test_8mib_single_write_is_byte_exact(lua):
-    r = run(lua, COLLECT + """
+    r = run(lua, PROC + COLLECT + """
       local unit = {}
       for i = 0, 255 do unit[#unit + 1] = string.char(i) end
       unit = table.concat(unit)
@@ -150,7 +131,7 @@ def test_8mib_single_write_is_byte_exact(lua):
 
 
 def test_100000_small_writes_are_byte_exact(lua):
-    r = run(lua, COLLECT + """
+    r = run(lua, PROC + COLLECT + """
       local h = proc.spawn("cat", { stdin = true, stdout = true, callback = cb })
       local sent = {}
       for i = 1, 100000 do
@@ -168,7 +149,7 @@ def test_100000_small_writes_are_byte_exact(lua):
 
 def test_writes_between_waits_are_kept_in_order(lua):
     # Queued before wait, queued by callbacks, many turns of the loop.
-    r = run(lua, """
+    r = run_one(lua, PROC + """
       local out = {}
       local h
       local n = 0
@@ -183,13 +164,10 @@ def test_writes_between_waits_are_kept_in_order(lua):
     assert r == b"".join(bytes([64 + i % 26]) * 10000 for i in range(1, 51))
 
 
-from test_proc import FLOOD as FLOOD_CHILD  # noqa: E402 (the same child for both faces)
-
-
 def test_stdout_and_stderr_flood_while_stdin_is_fed(lua, tmp_path):
     child = tmp_path / "flood.py"
-    child.write_text(FLOOD_CHILD)
-    r = run(lua, COLLECT + """
+    child.write_text(FLOOD)
+    r = run(lua, PROC + COLLECT + """
       local py, src = ...
       local h = proc.spawn(string.format("'%s' '%s'", py, src),
                            { stdin = true, stdout = true, stderr = true, callback = cb })
@@ -205,7 +183,7 @@ def test_stdout_and_stderr_flood_while_stdin_is_fed(lua, tmp_path):
 
 
 def test_child_that_does_not_read_stdin_does_not_hang(lua):
-    r = run(lua, """
+    r = run(lua, PROC + """
       local h = proc.spawn("exit 3", { stdin = true })
       h:write(string.rep("x", 8 * 1048576), proc.EOF)
       return h:wait()
@@ -217,7 +195,7 @@ def test_child_that_does_not_read_stdin_does_not_hang(lua):
 
 @pytest.mark.parametrize("how,num", [("term", 15), ("kill", 9)])
 def test_kill_gives_signal_status(lua, how, num):
-    r = run(lua, """
+    r = run(lua, PROC + """
       local h = proc.spawn("exec sleep 30", {})
       assert(h:kill(...) == true)
       return h:wait()
@@ -226,7 +204,7 @@ def test_kill_gives_signal_status(lua, how, num):
 
 
 def test_kill_while_output_is_piped(lua):
-    r = run(lua, """
+    r = run(lua, PROC + """
       local h
       h = proc.spawn("echo start; exec sleep 30", { stdout = true, callback = function(s, d)
         assert(h:kill("kill") == true)           -- from the callback, on output
@@ -242,7 +220,7 @@ def test_kill_while_output_is_piped(lua):
 
 
 def test_kill_after_exit_is_harmless(lua):
-    h = run(lua, 'return proc.spawn("exit 7", {})')
+    h = run_one(lua, PROC + 'return proc.spawn("exit 7", {})')
     pid = int(re.search(rb"pid (\d+)", lua.globals().tostring(h)).group(1))
     deadline = time.monotonic() + 10
     while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:  # dead, not reaped
@@ -253,7 +231,7 @@ def test_kill_after_exit_is_harmless(lua):
 
 
 def test_collected_handle_kills_and_reaps_child(lua):
-    pid = run(lua, """
+    pid = run_one(lua, PROC + """
       local h = proc.spawn("exec sleep 30", {})
       local pid = tonumber(tostring(h):match("pid (%d+)"))
       h = nil
@@ -261,11 +239,11 @@ def test_collected_handle_kills_and_reaps_child(lua):
       return pid
     """)
     assert isinstance(pid, int) and pid > 0
-    assert gone(pid)
+    assert pid_gone(pid)
 
 
 def test_tostring(lua):
-    r = run(lua, """
+    r = run(lua, PROC + """
       local h = proc.spawn("exit 0", {})
       local a = tostring(h)
       h:wait()
@@ -279,7 +257,7 @@ def test_tostring(lua):
 
 def test_idle_child_costs_no_cpu(lua):
     before = time.process_time()
-    r = run(lua, """
+    r = run(lua, PROC + """
       local h = proc.spawn("sleep 0.6; echo done", { stdin = true, stdout = true, callback = function() end })
       return h:wait()
     """)
@@ -292,7 +270,7 @@ def test_idle_child_costs_no_cpu(lua):
 
 def test_redirect_stdout_and_stderr_to_lua_files(lua, tmp_path):
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
-    r = run(lua, """
+    r = run(lua, PROC + """
       local outname, errname = ...
       local o = assert(io.open(outname, "w"))
       local e = assert(io.open(errname, "w"))
@@ -311,7 +289,7 @@ def test_redirect_stdin_from_lua_file(lua, tmp_path):
     src = tmp_path / "in.txt"
     data = bytes(range(256)) * 1000
     src.write_bytes(data)
-    r = run(lua, COLLECT + """
+    r = run(lua, PROC + COLLECT + """
       local f = assert(io.open(..., "rb"))
       local h = proc.spawn("cat", { stdin = f, stdout = true, callback = cb })
       f:close()                           -- the child has its own copy
@@ -324,7 +302,7 @@ def test_redirect_stdin_from_lua_file(lua, tmp_path):
 def test_writing_without_a_stdin_pipe_is_an_error_with_a_file(lua, tmp_path):
     src = tmp_path / "in.txt"
     src.write_bytes(b"x")
-    r = run(lua, """
+    r = run(lua, PROC + """
       local f = assert(io.open(..., "rb"))
       local h = proc.spawn("cat >/dev/null", { stdin = f })
       local ok, err = pcall(h.write, h, "more")
@@ -337,7 +315,7 @@ def test_writing_without_a_stdin_pipe_is_an_error_with_a_file(lua, tmp_path):
 # -- coroutines and interaction ------------------------------------------------
 
 def test_callback_may_yield_inside_a_coroutine(lua):
-    r = run(lua, """
+    r = run(lua, PROC + """
       local h = proc.spawn("for i in 1 2 3 4 5; do echo line$i; sleep 0.02; done",
                            { stdout = true, callback = function(s, d)
                                coroutine.yield(s, d)
@@ -361,7 +339,7 @@ def test_callback_may_yield_inside_a_coroutine(lua):
 
 
 def test_two_processes_interleaved_in_coroutines(lua):
-    r = run(lua, """
+    r = run_one(lua, PROC + """
       local results = {}
       local function job(tag, cmd)
         return coroutine.wrap(function()
@@ -387,7 +365,7 @@ def test_two_processes_interleaved_in_coroutines(lua):
 
 
 def test_interactive_callback_writes_replies(lua):
-    r = run(lua, """
+    r = run(lua, PROC + """
       local h
       local transcript, buf, n = {}, "", 0
       h = proc.spawn("while read l; do echo \\"got $l\\"; done; echo bye",
@@ -408,7 +386,7 @@ def test_interactive_callback_writes_replies(lua):
 
 
 def test_callback_error_propagates_and_wait_resumes(lua):
-    r = run(lua, """
+    r = run(lua, PROC + """
       local seen = {}
       local boom = true
       local h = proc.spawn("printf abc; printf def >&2", { stdout = true, stderr = true,
@@ -463,7 +441,7 @@ ERRORS = [
 
 @pytest.mark.parametrize("code,message", ERRORS)
 def test_argument_errors(lua, code, message):
-    ok, err = run(lua, f"""
+    ok, err = run(lua, PROC + f"""
       local ok, err = pcall(function()
         {code}
       end)
@@ -484,8 +462,8 @@ def test_argument_errors(lua, code, message):
     ("exec sleep 60", "{ stdout = true, callback = function() end }"),   # in step's read()
     # after a first chunk: in the reader's read() (the last pipe's fast path)
     ("echo started; exec sleep 60", "{ stdout = true, callback = function() end }"),
-    ("exec sleep 60", "{ stdin = true, stdout = true, stderr = true, "
-                      "callback = function() end }"),                    # in poll()
+    ("exec sleep 60", ("{ stdin = true, stdout = true, stderr = true, "
+                       "callback = function() end }")),                  # in poll()
     ("exec sleep 60", "{}")])                                             # in waitpid()
 def test_ctrl_c_during_wait_interrupts_and_kills_child(engine, tmp_path, cmd, opts):
     script = tmp_path / "ctrlc.lua"
@@ -497,29 +475,26 @@ def test_ctrl_c_during_wait_interrupts_and_kills_child(engine, tmp_path, cmd, op
       h:wait()
       print("not reached")
     """.replace("CMD", cmd).replace("OPTS", opts))
-    env = dict(os.environ, LUAIPC_ENGINE=engine)
-    p = subprocess.Popen(LUAIPC + [str(script)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=env, stdin=subprocess.DEVNULL)
+    p = spawn_luaipc([script], engine=engine)
     try:
-        line = p.stdout.readline()
-        child = int(line)
+        child = int(read_line(p))
         time.sleep(0.3)  # let it block in h:wait()
-        p.send_signal(signal.SIGINT)
+        interrupt(p)
         out, err = p.communicate(timeout=30)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-    assert b"interrupted!" in err, err
-    assert b"not reached" not in out
+    assert "interrupted!" in err, err
+    assert "not reached" not in out
     assert p.returncode != 0
-    assert gone(child), "the child outlived Ctrl-C"
+    assert pid_gone(child), "the child outlived Ctrl-C"
 
 
 def test_second_waiter_while_a_callback_is_suspended(lua):
     # A callback yields; the main thread waits on the same handle meanwhile:
     # every chunk is delivered once, in order, and both get the status.
-    r = run(lua, """
+    r = run(lua, PROC + """
       local got = {}
       local h = proc.spawn("printf a; sleep 0.05; printf b; sleep 0.05; printf c",
                            { stdout = true, callback = function(s, d)

@@ -4,23 +4,22 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers.proc import Sink
 
 from ipc import proc
 
 hypothesis = pytest.importorskip("hypothesis")  # in the [test] extra
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+st = pytest.importorskip("hypothesis.strategies")
 
 pytestmark = pytest.mark.timeout(300)
 
 
-from test_proc import Sink  # noqa: E402 (the callback that collects chunks)
-
-
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(st.binary(max_size=64),
-                          st.integers(1, 300_000).map(lambda n: os.urandom(n))),
-                max_size=40),
-       st.booleans())
+@hypothesis.settings(max_examples=25, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.too_slow])
+@hypothesis.given(st.lists(st.one_of(st.binary(max_size=64),
+                                     st.integers(1, 300_000).map(os.urandom)),
+                           max_size=40),
+                  st.booleans())
 def test_any_writes_in_any_pieces_round_trip(pieces, with_stderr):
     sink = Sink()
     cmd = "tee /dev/stderr" if with_stderr else "cat"

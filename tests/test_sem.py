@@ -7,31 +7,28 @@ import errno
 import os
 import pickle
 import signal
-import sys
 import time
 
 import pytest
+from helpers.children import (
+    finish,
+    interrupt,
+    spawn_lua,
+    spawn_py,
+    still_blocked,
+    wait_line,
+)
+from helpers.lua import lua_version, run, run_one
+from helpers.names import SHM_DIR
 
 import ipc
 import ipc.sem
-from conftest import SHM_DIR
-from test_sem_procs import finish, interrupt, spawn_lua, spawn_py, still_blocked, wait_line
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def exists(name: str) -> bool:
     return (SHM_DIR / f"sem.{name}").exists()
-
-
-def run(lua, code: str, *args):
-    """Run a Lua chunk with ``...`` = args (str -> bytes)."""
-    fn = lua.execute(b"return function(...) " + code.encode() + b" end")
-    return fn(*[a.encode() if isinstance(a, str) else a for a in args])
-
-
-def tup(x):
-    return x if isinstance(x, tuple) else (x,)
 
 
 # -- Lua face, in process, every engine ---------------------------------------
@@ -143,9 +140,9 @@ def test_lua_creator_close_unlinks_opener_does_not(lua, name):
 
 
 def test_lua_collection_unlinks(lua, name):
-    run(lua, "local sem = require 'ipc.sem'; assert(sem.open(..., 3))", name)
-    assert exists(name) or True  # may already be collected
-    lua.execute(b"collectgarbage(); collectgarbage()")
+    run(lua, "local sem = require 'ipc.sem'; S = assert(sem.open(..., 3))", name)
+    assert exists(name)                  # held by the global S: not collected yet
+    lua.execute(b"S = nil; collectgarbage(); collectgarbage()")
     deadline = time.time() + 5
     while exists(name) and time.time() < deadline:
         lua.execute(b"collectgarbage()")
@@ -153,11 +150,10 @@ def test_lua_collection_unlinks(lua, name):
     assert not exists(name)
 
 
-def test_lua_to_be_closed(engine, name):
-    lua = ipc.lua.new_runtime(engine)
-    if lua.execute(b"return _VERSION") < b"Lua 5.4" or b"JIT" in lua.lua_implementation:
+def test_lua_to_be_closed(lua, engine, name):
+    if lua_version(engine) < (5, 4):
         pytest.skip("<close> is Lua 5.4+")
-    r = run(lua, """
+    r = run_one(lua, """
       local sem = require "ipc.sem"
       local name = ...
       do local s <close> = assert(sem.open(name, 1)) end
@@ -179,9 +175,9 @@ def test_lua_meets_python_and_c(lua, name):
     assert csem not in (None, 0, ctypes.c_void_p(-1).value)
     try:
         assert libc.sem_trywait(ctypes.c_void_p(csem)) == 0       # C takes the unit
-        assert run(lua, "local s = require('ipc.sem').open(...); return s:dec(0)", name) is False
+        assert run_one(lua, "local s = require('ipc.sem').open(...); return s:dec(0)", name) is False
         assert libc.sem_post(ctypes.c_void_p(csem)) == 0
-        assert run(lua, "local s = require('ipc.sem').open(...); return s:dec(0)", name) is True
+        assert run_one(lua, "local s = require('ipc.sem').open(...); return s:dec(0)", name) is True
         assert s.value == 0
     finally:
         libc.sem_close(ctypes.c_void_p(csem))

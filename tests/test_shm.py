@@ -5,28 +5,18 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import subprocess
 import sys
 import textwrap
 
 import pytest
+from helpers.children import run_py
+from helpers.lua import run
+from helpers.names import SHM_DIR
 
 import ipc
 import ipc.shm
-from conftest import SHM_DIR
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def run(lua, code: str, *args):
-    fn = lua.execute(b"return function(...) " + code.encode() + b" end")
-    r = fn(*[a.encode() if isinstance(a, str) else a for a in args])
-    return r if isinstance(r, tuple) else (r,)
-
-
-def py_child(code: str, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
-                          capture_output=True, text=True, timeout=60)
 
 
 # -- Python API ----------------------------------------------------------------
@@ -205,7 +195,7 @@ def test_lua_creates_python_child_reads(name, engine, luaipc, tmp_path):
 
 def test_python_child_attaches_writes_exits_segment_survives(name):
     with ipc.shm.create(name, 64) as h:
-        res = py_child("""
+        res = run_py("""
             import sys, ipc.shm
             h = ipc.shm.attach(sys.argv[1])
             h.write(b"child wrote this")
@@ -220,8 +210,8 @@ def test_python_child_attaches_writes_exits_segment_survives(name):
 
 def test_lua_child_attaches_writes_exits_segment_survives(name, engine, luaipc):
     with ipc.shm.create(name, 64) as h:
-        res = luaipc(["-e", f'local h = require("ipc.shm").attach("{name}"); '
-                            'h:write("lua child")'], engine=engine)
+        res = luaipc(["-e", (f'local h = require("ipc.shm").attach("{name}"); '
+                             'h:write("lua child")')], engine=engine)
         assert res.returncode == 0, res.stderr
         assert (SHM_DIR / name).exists()
         assert h.read(9) == b"lua child"

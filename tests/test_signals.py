@@ -14,11 +14,24 @@ import sys
 import textwrap
 import time
 
-import psutil
 import pytest
-from conftest import LUAIPC, leftovers
+from helpers.children import (
+    LUAIPC,
+    child_env,
+    finish,
+    pid_gone,
+    read_line,
+    still_blocked,
+)
+from helpers.lua import DEFAULT_ENGINE, ENGINES, TWO_ENGINES
+from helpers.names import leftovers
 
 pytestmark = pytest.mark.timeout(120)
+
+# SIGTERM is tried on every engine; the other signals, and the rarer ways of
+# meeting one, on TWO_ENGINES (PUC-Lua's hooks and LuaJIT's), for time.  A
+# proc wait also on the oldest engine, 5.1, whose pcall cannot yield.
+THREE_ENGINES = (next(iter(ENGINES)), *TWO_ENGINES)
 
 # LuaJIT cannot stop a loop it compiled to machine code (no hooks run
 # there; as with the luajit command and Ctrl-C): the loops run interpreted.
@@ -46,45 +59,20 @@ def start(cmd: list[str], engine: str | None = None, nohup: bool = False) -> sub
     """Start cmd through a shell that execs it with no core dumps (SIGQUIT's
     default action dumps core, as it would for lua) and, for ``nohup``,
     with SIGHUP ignored, as nohup does."""
-    env = dict(os.environ)
-    env.pop("LUAIPC_ENGINE", None)
-    if engine:
-        env["LUAIPC_ENGINE"] = engine
     prelude = "ulimit -c 0; " + ("trap '' HUP; " if nohup else "") + 'exec "$@"'
     return subprocess.Popen(["sh", "-c", prelude, "sh", *cmd], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env(engine))
 
 
 def ready_pid(p: subprocess.Popen) -> int:
     """The pid the child announces in its ready line."""
-    line = p.stdout.readline()
+    line = read_line(p)
     m = re.search(r"ready\D*(\d+)", line)
     if not m:
         p.kill()
         raise AssertionError(f"no ready line: {line!r}; stderr: {p.communicate()[1]}")
     return int(m.group(1))
-
-
-def still_running(p: subprocess.Popen, seconds: float) -> bool:
-    """The child has not ended within ``seconds`` (it blocks, as it should)."""
-    try:
-        p.wait(seconds)
-    except subprocess.TimeoutExpired:
-        return True
-    return False
-
-
-def gone(pid: int, within: float = 10.0) -> bool:
-    """True once pid no longer runs (reaped, or a zombie someone else reaps)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def kill_quietly(pid: int) -> None:
@@ -94,25 +82,15 @@ def kill_quietly(pid: int) -> None:
         pass
 
 
-def finish(p: subprocess.Popen, timeout: float = 30) -> tuple[int, str, str]:
-    try:
-        out, err = p.communicate(timeout=timeout)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    return p.returncode, out, err
-
-
 def send_and_finish(p: subprocess.Popen, child: int, signum: int, mode: str):
     try:
         if mode in ("block", "wait", "pcall"):
             # A signal just before the call blocks is another test's matter
             # (test_a_signal_at_once_still_cleans_up): here it is blocked.
-            assert still_running(p, 0.3), p.communicate()
+            assert still_blocked(p, 0.3), p.communicate()
         p.send_signal(signum)
         rc, _, err = finish(p)
-        assert gone(child), "the proc child still runs"
+        assert pid_gone(child), "the proc child still runs"
     finally:
         kill_quietly(child)
     return rc, err
@@ -148,28 +126,28 @@ def test_sigterm_cleans_up_on_every_engine(tmp_path, name, engine, mode):
 @pytest.mark.parametrize("mode", ["block", "loop"])
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT, signal.SIGINT],
                          ids=["SIGHUP", "SIGQUIT", "SIGINT"])
-@pytest.mark.parametrize("engine", ["lua5.4", "luajit2.1"])
+@pytest.mark.parametrize("engine", TWO_ENGINES, indirect=True)
 def test_each_signal_cleans_up(tmp_path, name, engine, signum, mode):
     rc, err = run_matrix_case(tmp_path, name, engine, signum, mode)
     check_status(signum, rc, err)
     assert leftovers(name) == []
 
 
-@pytest.mark.parametrize("engine", ["lua5.1", "lua5.4", "luajit2.1"])
+@pytest.mark.parametrize("engine", THREE_ENGINES, indirect=True)
 def test_sigterm_during_a_proc_wait(tmp_path, name, engine):
     rc, err = run_matrix_case(tmp_path, name, engine, signal.SIGTERM, "wait")
     check_status(signal.SIGTERM, rc, err)
     assert leftovers(name) == []
 
 
-@pytest.mark.parametrize("engine", ["lua5.4", "luajit2.1"])
+@pytest.mark.parametrize("engine", TWO_ENGINES, indirect=True)
 def test_no_pcall_catches_sigterm(tmp_path, name, engine):
     rc, err = run_matrix_case(tmp_path, name, engine, signal.SIGTERM, "pcall")
     check_status(signal.SIGTERM, rc, err)
     assert leftovers(name) == []
 
 
-@pytest.mark.parametrize("engine", ["lua5.4", "luajit2.1"])
+@pytest.mark.parametrize("engine", TWO_ENGINES, indirect=True)
 def test_a_signal_at_once_still_cleans_up(tmp_path, make_name, engine):
     # Sent as soon as the ready line comes: it often lands before sem_wait
     # blocks, where it interrupts nothing (the watcher must poke the main
@@ -183,7 +161,7 @@ def test_a_signal_at_once_still_cleans_up(tmp_path, make_name, engine):
         try:
             p.send_signal(signal.SIGTERM)
             rc, _, err = finish(p)
-            assert gone(child)
+            assert pid_gone(child)
         finally:
             kill_quietly(child)
         check_status(signal.SIGTERM, rc, err)
@@ -199,7 +177,7 @@ def test_proc_children_get_sigterm_before_sigkill(tmp_path, name):
     print("ready", tostring(p)) io.stdout:flush()
     while true do end
     """
-    p = start(LUAIPC + ["-e", textwrap.dedent(code)], "lua5.4")
+    p = start(LUAIPC + ["-e", textwrap.dedent(code)], DEFAULT_ENGINE)
     child = ready_pid(p)
     time.sleep(0.3)  # the shell has set its trap
     rc, err = send_and_finish(p, child, signal.SIGTERM, "loop")
@@ -210,11 +188,11 @@ def test_proc_children_get_sigterm_before_sigkill(tmp_path, name):
 def test_ignored_signal_stays_ignored(name):
     # nohup luaipc ...: SIGHUP is not luaipc's to handle.
     p = start(LUAIPC + ["-e", JIT_OFF + "print('ready 0') io.stdout:flush() while true do end"],
-              "lua5.4", nohup=True)
+              DEFAULT_ENGINE, nohup=True)
     try:
         ready_pid(p)
         p.send_signal(signal.SIGHUP)
-        assert still_running(p, 0.5)
+        assert still_blocked(p, 0.5)
         p.send_signal(signal.SIGTERM)
         rc, _, err = finish(p)
     finally:
@@ -229,9 +207,8 @@ def test_printing_into_head_ends_with_141(engine):
     # A real shell pipeline: head exits after one line, lua dies of SIGPIPE.
     cmd = " ".join(LUAIPC) + " -e 'while true do print(\"y\") end' | head -1; " \
           "echo \"${PIPESTATUS[0]}\""
-    env = dict(os.environ, LUAIPC_ENGINE=engine)
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60,
-                       env=env, stdin=subprocess.DEVNULL, check=False)
+                       env=child_env(engine), stdin=subprocess.DEVNULL, check=False)
     assert r.stdout == "y\n141\n", r.stderr
 
 
@@ -337,11 +314,11 @@ def test_without_the_call_sigterm_kills_at_once_and_leaves_everything(name):
     p = start([sys.executable, "-c", PY_CHILD, name, "sem", "off"])
     child = ready_pid(p)
     try:
-        assert still_running(p, 0.3)
+        assert still_blocked(p, 0.3)
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == -signal.SIGTERM
         assert len(leftovers(name)) == 3
-        assert not gone(child, within=0.5)  # orphaned, still running
+        assert not pid_gone(child, within=0.5)  # orphaned, still running
     finally:
         kill_quietly(child)  # it holds our pipes open: finish() waits for it
         finish(p)

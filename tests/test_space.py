@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ALL_ENGINES, LUAIPC
+from helpers.children import LUAIPC
 
 MIB = 1 << 20
 #: Run "$@" with a private 4 MiB tmpfs on /dev/shm.
@@ -108,7 +108,6 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("engine", ALL_ENGINES)
 def test_lua_create_returns_the_enospc_triple_and_writes_in_full(engine):
     r = in_small_shm(*LUAIPC, "-e", LUA_BODY, env={"LUAIPC_ENGINE": engine})
     assert r.returncode == 0 and r.stdout == "ok\n", (r.returncode, r.stdout, r.stderr)

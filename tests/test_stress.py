@@ -28,6 +28,7 @@ figures say how often each recovery was needed.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -37,11 +38,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.children import LUAIPC, child_env
+from helpers.lua import installed
+from helpers.names import SHM_DIR
 
 import ipc.sem
 import ipc.shm
-from conftest import ALL_ENGINES, LUAIPC, SHM_DIR
-from test_sem_procs import _env
 
 SECONDS = float(os.environ.get("LUAIPC_STRESS_SECONDS", "15"))
 WORKERS = 16
@@ -51,6 +53,9 @@ GROUPS = {"sem": 64, "flock": 320}
 HERE = Path(__file__).parent
 PY_WORKER = HERE / "stress" / "worker.py"
 LUA_WORKER = HERE / "lua" / "stress" / "worker.lua"
+
+#: The Lua workers take the installed engines in turn.
+ENGINES = installed()
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(int(SECONDS * 4 + 240))]
 
@@ -65,7 +70,7 @@ class Workers:
         self.live: dict[int, tuple] = {}   # slot -> (Popen, group, kind)
         self.slots: dict[int, str] = {}    # slot -> group
         self.next_slot = 0
-        self.engines = iter(ALL_ENGINES * 1000)
+        self.engines = itertools.cycle(ENGINES)
 
     def spawn(self, group: str, lang: str) -> None:
         slot = self.next_slot
@@ -74,10 +79,10 @@ class Workers:
         args = [group, self.names["shm"], self.names["sem"], str(self.tmp / "lockfile"),
                 str(self.tmp / "ledger"), str(slot)]
         if lang == "python":
-            cmd, env, kind = [sys.executable, str(PY_WORKER), *args], _env(None), "python"
+            cmd, env, kind = [sys.executable, str(PY_WORKER), *args], child_env(), "python"
         else:
             kind = next(self.engines)
-            cmd, env = LUAIPC + [str(LUA_WORKER), *args], _env(kind)
+            cmd, env = LUAIPC + [str(LUA_WORKER), *args], child_env(kind)
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              stdin=subprocess.DEVNULL, text=True)
         self.live[slot] = (p, group, kind)
@@ -187,12 +192,12 @@ def test_sixteen_processes_with_kills(seconds, make_name, tmp_path):
         for p, _g, _k in ws.live.values():
             p.kill()
             p.wait()
-        del buf
+        buf.release()            # the view first: then the segment can go
         h.close()
         sem.close()
     left = [p.name for p in SHM_DIR.iterdir() if p.name.endswith(tuple(names.values()))]
     print(f"\nstress {seconds:g} s, {WORKERS} processes (Python and Lua on "
-          f"{len(ALL_ENGINES)} engines): {sum(totals.values())} operations "
+          f"{len(ENGINES)} engines): {sum(totals.values())} operations "
           f"(sem {totals['sem']}, flock {totals['flock']}), {kills} processes killed "
           f"{dict(sorted(kinds_killed.items()))}, {len(ws.slots)} started, "
           f"{len(survivors)} survivors; semaphore units recovered by the ledger "

@@ -4,16 +4,11 @@ from __future__ import annotations
 import ctypes
 
 import pytest
+from helpers.lua import run
 
 import ipc.strfile
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def run(lua, code: str, *args):
-    fn = lua.execute(b"return function(...) " + code.encode() + b" end")
-    r = fn(*[a.encode() if isinstance(a, str) else a for a in args])
-    return r if isinstance(r, tuple) else (r,)
 
 
 def test_lua_open(lua, unnamed):
