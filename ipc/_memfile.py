@@ -23,9 +23,12 @@ import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
 from struct import Struct
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import os_error
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer, Self
 
 __all__ = ["LuaFile", "MemFile", "address", "index", "lua_file"]
 
@@ -94,14 +97,16 @@ class MemFile:
 
     _kind = "memfile"
 
-    def __init__(self, buffer, *, readable: bool = True, writable: bool = True,
+    def __init__(self, buffer: Buffer, *, readable: bool = True, writable: bool = True,
                  release: Callable[[], None] | None = None,
-                 flush: Callable[[], None] | None = None, name: object = None):
+                 flush: Callable[[], None] | None = None, name: object = None) -> None:
         view = memoryview(buffer).cast("B")
         if writable and view.readonly:
             raise ValueError("a writable MemFile needs a writable buffer")
         self._view = view
-        self._buffer = buffer  # slices of an mmap copy only what they take (lua_file)
+        # An mmap (shm, mmap) or bytes (strfile): lua_file slices it, as slices
+        # of an mmap copy only what they take, and writes into the mmap.
+        self._buffer: Any = buffer
         find = getattr(buffer, "find", None)
         self._find = find if find is not None else bytes(view).find
         self._size = len(view)
@@ -152,11 +157,11 @@ class MemFile:
         keep their own mapping alive until they are released."""
         self._finalizer()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         self._check()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -234,7 +239,7 @@ class MemFile:
         self._pos = q
         return view[p:q].tobytes()
 
-    def readinto(self, b) -> int:
+    def readinto(self, b: Buffer) -> int:
         view = self._check_readable()
         target = memoryview(b).cast("B")
         p = self._pos
@@ -274,7 +279,7 @@ class MemFile:
         return line
 
     # -- writing ----------------------------------------------------------
-    def write(self, data) -> int:
+    def write(self, data: Buffer) -> int:
         """Write all of ``data`` at the position and return its length.
 
         The region never grows: if ``data`` does not fit, nothing is written
@@ -310,7 +315,8 @@ def index(value: Any, what: str) -> int:
         return value
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
-    return value.__index__()
+    i: int = value.__index__()
+    return i
 
 
 class LuaFile(NamedTuple):
@@ -362,11 +368,13 @@ def lua_file(h: MemFile) -> tuple[Any, ...]:
     find = mem.find
 
     def get(p: int, q: int) -> bytes:
-        return mem[p:q]
+        b: bytes = mem[p:q]
+        return b
 
     def line(p: int, q: int) -> bytes:
         i = find(b"\n", p, q)
-        return mem[p:q if i < 0 else i + 1]
+        b: bytes = mem[p:q if i < 0 else i + 1]
+        return b
 
     def put(p: int, s: bytes) -> None:
         mem[p:p + len(s)] = s

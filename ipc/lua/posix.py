@@ -51,7 +51,7 @@ class _Popen:
 
 # posix.lua looks these up once and calls them with the child: it never
 # looks up attributes of Python objects per call (see ipc/lua/support.lua).
-def popen(cmd: bytes, mode: bytes):
+def popen(cmd: bytes, mode: bytes) -> _Popen | tuple[None, bytes, int]:
     """A new child, or ``None, "cmd: strerror", errno`` as lua's io.popen
     says a failure (no descriptor left, no process left...)."""
     try:

@@ -21,6 +21,13 @@ import os
 from .._errors import os_error
 from .._memfile import MemFile, index
 
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    #: What ``open`` maps: a path as ``os.open`` takes it.
+    Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
 __all__ = ["MappedFile", "open", "PAGESIZE", "pagesize"]
 
 #: Offsets must be multiples of this (the mmap allocation granularity).
@@ -35,12 +42,12 @@ class MappedFile(MemFile):
 
     _kind = "mmap"
 
-    def __init__(self, mm: _mmap.mmap, path, readable: bool, writable: bool):
+    def __init__(self, mm: _mmap.mmap, path: Path, readable: bool, writable: bool) -> None:
         super().__init__(mm, readable=readable, writable=writable, name=path,
                          release=_releaser(mm), flush=_flusher(mm, path))
 
 
-def _releaser(mm: _mmap.mmap):
+def _releaser(mm: _mmap.mmap) -> Callable[[], None]:
     def release() -> None:
         try:
             mm.close()
@@ -49,7 +56,7 @@ def _releaser(mm: _mmap.mmap):
     return release
 
 
-def _flusher(mm: _mmap.mmap, path):
+def _flusher(mm: _mmap.mmap, path: Path) -> Callable[[], None]:
     def flush() -> None:
         try:
             mm.flush()
@@ -58,7 +65,7 @@ def _flusher(mm: _mmap.mmap, path):
     return flush
 
 
-def open(path, mode: str = "r", offset: int = 0, size: int = 0) -> MappedFile:
+def open(path: Path, mode: str = "r", offset: int = 0, size: int = 0) -> MappedFile:
     """Map ``path``; see the module docstring.
 
     OS failures raise ``IPCError`` subclasses (``FileNotFoundError``...).

@@ -246,7 +246,8 @@ class MessageQueue:
             try:
                 return mq.receive()
             except posix_ipc.BusyError:       # empty (the descriptor never blocks)
-                return self._wait(mq, select.POLLIN, timeout, mq.receive)
+                got: tuple[bytes, int] = self._wait(mq, select.POLLIN, timeout, mq.receive)
+                return got
             except posix_ipc.ExistentialError:
                 raise os_error(errno.EBADF, self.name) from None
         finally:
@@ -390,7 +391,7 @@ class MessageQueue:
         self._open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

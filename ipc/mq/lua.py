@@ -12,10 +12,16 @@ from __future__ import annotations
 from .._timeout import FOREVER
 from . import PRIORITY_MAX, MessageQueue, Timeout
 
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+    from typing import Literal
+
 __all__ = ["open", "send", "receive", "close", "count", "PRIORITY_MAX", "FOREVER"]
 
 
-def open(name: bytes, maxmsg, msgsize):
+def open(name: bytes, maxmsg: float, msgsize: float) -> tuple[
+        MessageQueue, int, int, Callable[..., None], Callable[[], tuple[bytes, int]]]:
     """``(handle, msgsize, maxmsg, send, receive)``: the face keeps msgsize
     to check sizes, and calls posix_ipc's bound ``send``/``receive`` first
     (``MessageQueue.os_calls``), which never block (the descriptor is
@@ -35,7 +41,7 @@ def open(name: bytes, maxmsg, msgsize):
     return q, q.msgsize, q.maxmsg, send, receive
 
 
-def send(q: MessageQueue, message: bytes, timeout, priority: int) -> bool:
+def send(q: MessageQueue, message: bytes, timeout: float | None, priority: int) -> bool:
     """After the face's own try found the queue full: wait as ``timeout``
     says; False when it passes."""
     try:
@@ -45,7 +51,7 @@ def send(q: MessageQueue, message: bytes, timeout, priority: int) -> bool:
         return False
 
 
-def receive(q: MessageQueue, timeout):
+def receive(q: MessageQueue, timeout: float | None) -> tuple[bytes, int] | Literal[False]:
     """``(data, priority)``, or False when the timeout passes."""
     try:
         return q.receive(timeout)

@@ -41,8 +41,8 @@ import os
 import signal as _signal
 import subprocess
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from .._errors import Timeout, os_error, os_errors
 from .._timeout import Deadline, timeout as check_timeout
@@ -52,6 +52,18 @@ from ._pump import (
     Pump,
     wait_exit,
 )
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from _typeshed import FileDescriptorLike, StrOrBytesPath
+    from typing_extensions import Self
+
+    #: A stream option: True/PIPE (a pipe), None/False (inherit), DEVNULL,
+    #: STDOUT (stderr only), a file descriptor or a file object.
+    Stream = FileDescriptorLike | None
+    #: ``env=``: the child's whole environment, as Popen takes it.
+    Env = Mapping[str, StrOrBytesPath] | Mapping[bytes, StrOrBytesPath]
 
 __all__ = ["spawn", "pipeline", "run", "shutdown_all", "Process", "Pipeline", "Result",
            "PIPE", "STDOUT", "DEVNULL"]
@@ -97,7 +109,7 @@ def shutdown_all(grace: float = 0.5) -> None:
     _shutdown([h for h in list(_live) if not h._pump.done], grace)
 
 
-def _finalize(popens: list[subprocess.Popen], pump: Pump) -> None:
+def _finalize(popens: list[subprocess.Popen[bytes]], pump: Pump) -> None:
     """A handle nobody holds any more: kill and reap its children (no
     zombies), close its pipes.  Never raises."""
     for p in popens:
@@ -116,12 +128,14 @@ def _finalize(popens: list[subprocess.Popen], pump: Pump) -> None:
 class _Handle:
     """What Process and Pipeline share: the loop, callbacks, signals."""
 
-    _popens: list[subprocess.Popen]
+    _popens: list[subprocess.Popen[bytes]]
     _pump: Pump
     #: What the callback is told for each stream (the Lua face uses bytes).
-    _NAMES: tuple = ("stdout", "stderr")
+    _NAMES: tuple[str | bytes, str | bytes] = ("stdout", "stderr")
 
-    def _setup(self, popens, stdin_file, outputs, callback) -> None:
+    def _setup(self, popens: list[subprocess.Popen[bytes]], stdin_file: IO[bytes] | None,
+               outputs: list[tuple[IO[bytes], str | bytes]],
+               callback: Callback | None) -> None:
         try:
             self._take(popens, stdin_file, outputs, callback)
         except BaseException:
@@ -134,15 +148,17 @@ class _Handle:
                 p.wait()
             raise
 
-    def _take(self, popens, stdin_file, outputs, callback) -> None:
+    def _take(self, popens: list[subprocess.Popen[bytes]], stdin_file: IO[bytes] | None,
+              outputs: list[tuple[IO[bytes], str | bytes]],
+              callback: Callback | None) -> None:
         self._popens = popens
         self._callback = callback
         self._stdin_pipe = stdin_file is not None
         self._eof = False
         in_fd = os.dup(stdin_file.fileno()) if stdin_file is not None else -1
         outs = []
-        for f, name in outputs:
-            outs.append((os.dup(f.fileno()), name))
+        for pipe, name in outputs:
+            outs.append((os.dup(pipe.fileno()), name))
         # Popen's own file objects are closed now: the pump owns the dups.
         for p in popens:
             for f in (p.stdin, p.stdout, p.stderr):
@@ -181,8 +197,9 @@ class _Handle:
 
     # -- the loop ----------------------------------------------------------------
 
-    def _deliver(self, out: list) -> None:
-        cb = self._callback
+    def _deliver(self, out: list[Any]) -> None:
+        # Set whenever there is an output pipe (spawn and pipeline insist).
+        cb = cast("Callback", self._callback)
         for i in range(0, len(out), 2):
             data = out[i + 1]
             if isinstance(data, OSError):
@@ -192,12 +209,12 @@ class _Handle:
     def step(self, timeout: float | None = 0) -> bool:
         """One turn of the loop: wait at most ``timeout`` seconds for a pipe,
         move what can be moved, call the callback.  True once finished."""
-        out: list = []
+        out: list[Any] = []
         self._pump.step(check_timeout(timeout), out)
         self._deliver(out)
         return self._pump.done
 
-    def wait(self, timeout: float | None = None):
+    def wait(self, timeout: float | None = None) -> int:
         """Send queued input, deliver output to the callback until the pipes
         close, and reap the child(ren).  ``None`` waits forever, ``0`` does
         what is possible without waiting, ``> 0`` waits at most that long;
@@ -207,7 +224,7 @@ class _Handle:
         if timeout is None:  # the common case: no clock read per turn
             while not pump.done:
                 self.step(None)
-            return self.returncode
+            return cast("int", self.returncode)  # done: every child is reaped
         deadline = Deadline(timeout)
         while not pump.done:
             if deadline.expired:
@@ -217,7 +234,7 @@ class _Handle:
                 raise os_error(_errno.ETIMEDOUT,
                                message=f"process did not finish within {timeout} s")
             self.step(deadline.remaining())
-        return self.returncode
+        return cast("int", self.returncode)
 
     @property
     def finished(self) -> bool:
@@ -289,10 +306,11 @@ class _Handle:
         self._finalizer()
         self._pump.done = True
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is None:
             try:
                 if self._stdin_pipe and not self._eof:
@@ -307,8 +325,9 @@ class _Handle:
 class Process(_Handle):
     """A running command; see the module docstring.  Use ``spawn()``."""
 
-    def __init__(self, cmd: Command, *, stdin=None, stdout=None, stderr=None,
-                 callback: Callback | None = None, cwd=None, env=None):
+    def __init__(self, cmd: Command, *, stdin: Stream = None, stdout: Stream = None,
+                 stderr: Stream = None, callback: Callback | None = None,
+                 cwd: StrOrBytesPath | None = None, env: Env | None = None) -> None:
         r_in, r_out, r_err = (redirect(stdin, "stdin"), redirect(stdout, "stdout"),
                               redirect(stderr, "stderr"))
         if (PIPE in (r_out, r_err)) and not callable(callback):
@@ -348,8 +367,10 @@ class Pipeline(_Handle):
     callback gets the last one's stdout and (with ``stderr=True``) the
     stderr of them all.  Use ``pipeline()``."""
 
-    def __init__(self, cmds: Sequence[Command], *, stdin=None, stdout=None, stderr=None,
-                 callback: Callback | None = None, cwd=None, env=None):
+    def __init__(self, cmds: Sequence[Command], *, stdin: Stream = None,
+                 stdout: Stream = None, stderr: Stream = None,
+                 callback: Callback | None = None, cwd: StrOrBytesPath | None = None,
+                 env: Env | None = None) -> None:
         if isinstance(cmds, (str, bytes)):  # list("ls | wc") would run "l", "s", ...
             raise TypeError("pipeline() takes a list of commands (each a list of arguments "
                             "or a shell string), not a single string")
@@ -398,8 +419,9 @@ class Pipeline(_Handle):
         return f"<ipc.proc.Pipeline pids={self.pids} returncodes={self.returncodes}>"
 
 
-def spawn(cmd: Command, *, stdin=None, stdout=None, stderr=None,
-          callback: Callback | None = None, cwd=None, env=None) -> Process:
+def spawn(cmd: Command, *, stdin: Stream = None, stdout: Stream = None,
+          stderr: Stream = None, callback: Callback | None = None,
+          cwd: StrOrBytesPath | None = None, env: Env | None = None) -> Process:
     """Start ``cmd`` (a shell string, or a list of arguments: no shell).
 
     An OS failure (EMFILE for a pipe, ENOENT for the command...) raises the
@@ -409,8 +431,9 @@ def spawn(cmd: Command, *, stdin=None, stdout=None, stderr=None,
                        cwd=cwd, env=env)
 
 
-def pipeline(cmds: Sequence[Command], *, stdin=None, stdout=None, stderr=None,
-             callback: Callback | None = None, cwd=None, env=None) -> Pipeline:
+def pipeline(cmds: Sequence[Command], *, stdin: Stream = None, stdout: Stream = None,
+             stderr: Stream = None, callback: Callback | None = None,
+             cwd: StrOrBytesPath | None = None, env: Env | None = None) -> Pipeline:
     """Start ``cmds[0] | cmds[1] | ...`` (each a list of arguments or a
     shell string), connected by pipes that do not pass through Python.
     OS failures as in ``spawn``."""
@@ -419,20 +442,29 @@ def pipeline(cmds: Sequence[Command], *, stdin=None, stdout=None, stderr=None,
                         cwd=cwd, env=env)
 
 
-class Result(tuple):
+class Result(tuple[int, bytes, bytes]):
     """``(returncode, stdout, stderr)`` of ``run()``."""
     __slots__ = ()
 
-    def __new__(cls, returncode: int, stdout: bytes, stderr: bytes):
+    def __new__(cls, returncode: int, stdout: bytes, stderr: bytes) -> Self:
         return super().__new__(cls, (returncode, stdout, stderr))
 
-    returncode = property(lambda self: self[0])
-    stdout = property(lambda self: self[1])
-    stderr = property(lambda self: self[2])
+    @property
+    def returncode(self) -> int:
+        return self[0]
+
+    @property
+    def stdout(self) -> bytes:
+        return self[1]
+
+    @property
+    def stderr(self) -> bytes:
+        return self[2]
 
 
 def run(cmd: Command | Sequence[Command], input: bytes | None = None, *,
-        timeout: float | None = None, cwd=None, env=None) -> Result:
+        timeout: float | None = None, cwd: StrOrBytesPath | None = None,
+        env: Env | None = None) -> Result:
     """Run ``cmd`` (or a pipeline, given a list of commands that are lists)
     to the end, feeding ``input``, and collect its stdout and stderr.  On a
     timeout the whole tree is killed and ``ipc.Timeout`` raised."""

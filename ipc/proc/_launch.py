@@ -16,7 +16,7 @@ __all__ = ["Command", "chain", "popen", "redirect"]
 
 PIPE, STDOUT = subprocess.PIPE, subprocess.STDOUT
 
-Command = str | bytes | Sequence[str | bytes | os.PathLike]
+Command = str | bytes | Sequence[str | bytes | os.PathLike[str] | os.PathLike[bytes]]
 
 
 def redirect(v: Any, what: str) -> Any:
@@ -38,7 +38,7 @@ def redirect(v: Any, what: str) -> Any:
 
 
 def popen(cmd: Command, stdin: Any, stdout: Any, stderr: Any, cwd: Any,
-          env: Any) -> subprocess.Popen:
+          env: Any) -> subprocess.Popen[bytes]:
     """Start ``cmd``: a string through ``/bin/sh -c``, a list directly."""
     if env is not None and not isinstance(env, Mapping):
         raise TypeError(f"env must be a mapping or None, not {type(env).__name__}")
@@ -56,13 +56,13 @@ def popen(cmd: Command, stdin: Any, stdout: Any, stderr: Any, cwd: Any,
 
 
 def chain(cmds: list[Command], stdin: Any, stdout: Any, stderr: Any, cwd: Any,
-          env: Any) -> tuple[list[subprocess.Popen], int | None]:
+          env: Any) -> tuple[list[subprocess.Popen[bytes]], int | None]:
     """Start ``cmds[0] | cmds[1] | ...``: ``stdin`` feeds the first,
     ``stdout`` takes the last one's output, ``stderr`` (as ``redirect``
     gives them) takes every command's.  Returns the Popens and, when
     ``stderr`` is PIPE, the read end of the one pipe all their stderrs
     share (else None)."""
-    popens: list[subprocess.Popen] = []
+    popens: list[subprocess.Popen[bytes]] = []
     ours: list[int] = []                    # descriptors to close on the way
     err_r = err_w = None
     try:

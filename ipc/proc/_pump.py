@@ -41,7 +41,7 @@ _POLLOUT = select.POLLOUT | select.POLLHUP | select.POLLERR
 _SIGPIPE_SET = (SIGPIPE,)
 
 
-def wait_exit(popen: subprocess.Popen, timeout: float | None) -> bool:
+def wait_exit(popen: subprocess.Popen[bytes], timeout: float | None) -> bool:
     """Reap ``popen``; with a timeout, sleep in poll() on a pidfd (Linux 5.3+)
     instead of polling waitpid.  True when it has been reaped."""
     if popen.returncode is not None:
@@ -85,7 +85,7 @@ class Pump:
     name: a caller may then read it itself, one chunk per turn.
     """
 
-    def __init__(self, popens: list[subprocess.Popen], stdin: int,
+    def __init__(self, popens: list[subprocess.Popen[bytes]], stdin: int,
                  outputs: list[tuple[int, Any]]) -> None:
         self.popens = popens
         self.in_fd = stdin                      # -1: no stdin pipe (or closed)

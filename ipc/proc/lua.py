@@ -10,11 +10,14 @@ from __future__ import annotations
 import errno as _errno
 import os
 import signal as _signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..lua.support import lua_file_fd
 from . import Process
 from ._pump import READ_SIZE, Pump
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["spawn", "step", "kill", "describe", "eof"]
 
@@ -37,7 +40,7 @@ def eof() -> _EOFType:
     return _EOFType()
 
 
-def _noop(stream, data):  # the Lua face delivers output itself
+def _noop(stream: object, data: bytes) -> None:  # the Lua face delivers output itself
     pass
 
 
@@ -46,7 +49,7 @@ class LuaProcess(Process):
     _NAMES = (b"stdout", b"stderr")
 
 
-def _stream(v):
+def _stream(v: object) -> bool | int | None:
     if v is True:
         return True
     if isinstance(v, bytes):
@@ -54,7 +57,8 @@ def _stream(v):
     return None
 
 
-def spawn(cmd: bytes, stdin, stdout, stderr):
+def spawn(cmd: bytes, stdin: object, stdout: object, stderr: object) -> tuple[
+        LuaProcess, Callable[[], tuple[Any, ...] | None]]:
     """A LuaProcess and its reader (or an OSError: the face returns nil,
     msg, errno)."""
     h = LuaProcess(cmd, stdin=_stream(stdin), stdout=_stream(stdout),
@@ -65,7 +69,7 @@ def spawn(cmd: bytes, stdin, stdout, stderr):
 _INTERRUPTED = (None, b"interrupted!")
 
 
-def _read_last(h: LuaProcess, pump: Pump):
+def _read_last(h: LuaProcess, pump: Pump) -> tuple[Any, ...] | None:
     """One blocking read of h's last output pipe, when nothing is left to
     feed: ``(stream, chunk)``; None when there is no such pipe, at EOF or on
     a failed read (step's general path then reaps or reports it);
@@ -83,18 +87,18 @@ def _read_last(h: LuaProcess, pump: Pump):
     return (pump.blocking_name, chunk) if chunk else None
 
 
-def _reader(h: LuaProcess):
+def _reader(h: LuaProcess) -> Callable[[], tuple[Any, ...] | None]:
     """The turn of h:wait() once a single output pipe is left and no input
     can come (step says so with code 1): _read_last with no arguments to
     convert."""
     pump = h.pump
 
-    def read():
+    def read() -> tuple[Any, ...] | None:
         return _read_last(h, pump)
     return read
 
 
-def step(h: LuaProcess, data, eof):
+def step(h: LuaProcess, data: bytes | None, eof: bool | None) -> tuple[Any, ...]:
     """Feed ``data`` (queued by h:write since the last turn), close stdin if
     ``eof``, wait for the pipes and move bytes.  Returns ``kind, code`` and
     then the output: ``stream, data`` pairs, or ``stream, errno, message``
@@ -110,7 +114,7 @@ def step(h: LuaProcess, data, eof):
         return got
     if got is not None:
         return (False, 1, *got)
-    out: list = []
+    out: list[Any] = []
     try:
         if data is not None:
             pump.feed(data)
@@ -149,7 +153,7 @@ def step(h: LuaProcess, data, eof):
 _SIGNALS = {b"term": _signal.SIGTERM, b"kill": _signal.SIGKILL}
 
 
-def kill(h: LuaProcess, sig: bytes):
+def kill(h: LuaProcess, sig: bytes) -> bool:
     h.send_signal(_SIGNALS[sig])
     return True
 

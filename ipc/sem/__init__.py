@@ -34,7 +34,7 @@ import weakref
 from collections.abc import Callable
 from functools import partial
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import posix_ipc
 
@@ -69,7 +69,7 @@ _CLOSED_WHILE_WAITING = "semaphore closed while waiting"
 _SLICE_FIRST, _SLICE_MAX = 0.05, 1.0
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type[Ledger]:
     # Ledger imports psutil (tens of ms): only for programs that use it.
     if name == "Ledger":
         from ._ledger import Ledger
@@ -263,14 +263,14 @@ class Semaphore:
         self.dec()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.inc()
 
     def __repr__(self) -> str:
         state = "closed" if self._sem is None else ("owner" if self.owner else "open")
         return f"<ipc.sem.Semaphore {self.name!r} {state}>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a Semaphore handle cannot be pickled; open it by name")
 
 

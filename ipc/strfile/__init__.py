@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from .._memfile import MemFile
 
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Buffer
+
 __all__ = ["StrFile", "open"]
 
 
@@ -17,7 +21,7 @@ class StrFile(MemFile):
     _kind = "strfile"
 
 
-def open(data) -> StrFile:
+def open(data: Buffer) -> StrFile:
     """A read-only file over ``data`` (bytes or any bytes-like object; a
     mutable one is copied so the file cannot change under the reader)."""
     if isinstance(data, str):

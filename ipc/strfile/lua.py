@@ -21,6 +21,6 @@ class _Pinned:
         self.addr = address(data)
 
 
-def pin(data: bytes):
+def pin(data: bytes) -> tuple[_Pinned, int]:
     pinned = _Pinned(bytes(data))
     return pinned, pinned.addr
