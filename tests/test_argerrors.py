@@ -35,7 +35,8 @@ end
 def compare(r: tuple, *normal) -> None:
     """r = io's, ours, io's, ours...; `normal`: (io's words, ours) to swap in
     io's message first."""
-    for theirs, ours in zip(r[::2], r[1::2]):
+    for io_said, ours in zip(r[::2], r[1::2], strict=False):
+        theirs = io_said
         for a, b in normal:
             theirs = theirs.replace(a, b)
         assert ours == theirs

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 LUA = ("lua5.4", "luajit2.1")
-ALL = LUA + ("python",)
+ALL = (*LUA, "python")
 
 #: case -> engines it runs on -> the references each row is measured against
 EXPECTED = {

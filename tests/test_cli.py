@@ -105,7 +105,7 @@ def test_non_string_error_objects_as_lua_reports_them(engine):
     assert r.stderr == "luaipc: custom\n"
 
 
-@pytest.mark.parametrize("code,status", [
+@pytest.mark.parametrize(("code", "status"), [
     ("os.exit(7)", 7), ("os.exit(true)", 0), ("os.exit(false)", 1), ("os.exit()", 0),
     ("pcall(os.exit, 3)", 3), ("print('before') os.exit(0) print('after')", 0),
 ])
@@ -198,7 +198,7 @@ def test_interactive_mode_reads_evaluates_and_prints(engine):
     assert ("stdin:1: oops" if not engine.startswith("luajit") else "oops") in r.stderr
 
 
-@pytest.mark.parametrize("args,message", [
+@pytest.mark.parametrize(("args", "message"), [
     (["-x"], "unrecognized option '-x'"),
     (["-e"], "'-e' needs argument"),
     (["-l"], "'-l' needs argument"),

@@ -103,7 +103,7 @@ def test_lua_errors(lua, path):
         "attempt to use closed file",
     ]
     assert len(r) == len(expected)
-    for got, want in zip(r, expected):
+    for got, want in zip(r, expected, strict=False):
         assert got.decode().endswith(want), (got, want)
 
 

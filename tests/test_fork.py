@@ -175,7 +175,7 @@ def check_parent(out: dict, status: int, name: str) -> None:
     assert leftovers(name) == []
 
 
-@pytest.mark.parametrize("action, ending, status", [
+@pytest.mark.parametrize(("action", "ending", "status"), [
     ("close", "normal", 0),
     ("close", "_exit", 0),
     ("drop", "normal", 0),
@@ -190,7 +190,7 @@ def test_os_fork_child_leaves_the_names(name, action, ending, status):
     check_parent(parent, status, name)
 
 
-@pytest.mark.parametrize("action, ending, status", [
+@pytest.mark.parametrize(("action", "ending", "status"), [
     ("close", "return", 0),
     ("drop", "return", 0),
     ("keep", "return", 0),

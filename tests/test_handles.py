@@ -52,7 +52,7 @@ def test_every_handle_is_an_opaque_userdata(lua, name, tmp_path):
       return table.concat(out, "\\n")
     """, name.encode(), str(tmp_path / "m").encode())
     rows = r.decode().split("\n")
-    for kind, row in zip(KINDS, rows):
+    for kind, row in zip(KINDS, rows, strict=False):
         shown = "(pid N)" if kind == "proc" else "(ADDR)"
         assert row == (f"{kind} userdata nil false false true false false false nil "
                        f"false ipc.{kind} {shown}"), row

@@ -42,11 +42,11 @@ def _left_behind(prefix: str, names: list[str]) -> list[str]:
         if prefix in p.name:
             left.append(f"/dev/shm/{p.name}")
             p.unlink(missing_ok=True)
-    for n in names:
+    for used in names:
         # a C call would see the name up to its first NUL byte (and
         # posix_ipc 1.3's constructors crash on a NUL: ipc._names refuses
         # such names before they get there)
-        n = n.split("\0")[0]
+        n = used.split("\0")[0]
         if not n or "/" in n:
             continue
         for kind, opener, unlink in (

@@ -69,7 +69,7 @@ def ipcctl(*args: str | bytes, mq_dir: Path | None = None, hidepid: bool = False
     env = None
     if as_nobody:
         exe, extra = nobody_python()
-        cmd, env = AS_NOBODY + [exe, "-m", "ipc.cli.ipcctl", *args], nobody_env(extra)
+        cmd, env = [*AS_NOBODY, exe, "-m", "ipc.cli.ipcctl", *args], nobody_env(extra)
     if prefix:
         cmd = prefix + cmd
     mounts = []
@@ -244,7 +244,7 @@ def test_crash_recovery_shm_sem_mq(objnames, children, tmp_path):
     assert objs["sem"]["value"] == 0  # the dead process still "holds" it
     table = ipcctl("ls", base + "-*", mq_dir=mqd, check=True).stdout
     for kind in names:
-        line = next(l for l in table.splitlines() if names[kind] in l)
+        line = next(row for row in table.splitlines() if names[kind] in row)
         assert line.split()[0] == kind and "orphaned" in line
 
     # dry run says what it would do and does nothing
@@ -390,7 +390,7 @@ def test_ls_table_is_aligned_and_json_keys_are_stable(objnames, children):
     header = lines[0]
     assert header.split() == ["KIND", "NAME", "SIZE", "OWNER", "MODE", "VALUE", "STATE",
                               "PROCESSES"]
-    rows = [l for l in lines[1:] if base in l]
+    rows = [row for row in lines[1:] if base in row]
     assert len(rows) >= 2
     for col in ("NAME", "OWNER", "MODE", "VALUE", "STATE", "PROCESSES"):
         at = header.index(col)
@@ -421,7 +421,7 @@ def test_module_entry_point():
 
 def _as_nobody_holding(path: Path) -> list[str]:
     """argv of a process that runs as nobody and holds path open (root only)."""
-    return AS_NOBODY + ["sh", "-c", 'exec 3<"$0"; echo ready; exec sleep 300', str(path)]
+    return [*AS_NOBODY, "sh", "-c", 'exec 3<"$0"; echo ready; exec sleep 300', str(path)]
 
 
 @pytest.mark.skipif(not IS_ROOT or not shutil.which("setpriv"),
@@ -511,7 +511,7 @@ posix_ipc.MessageQueue("/" + mq, posix_ipc.O_CREX, mode=0o600).close()
 
 def _make_as_nobody(names: dict[str, str]) -> None:
     exe, extra = nobody_python()
-    r = subprocess.run(AS_NOBODY + [exe, "-c", PY_MAKE, names["shm"], names["sem"], names["mq"]],
+    r = subprocess.run([*AS_NOBODY, exe, "-c", PY_MAKE, names["shm"], names["sem"], names["mq"]],
                        env=nobody_env(extra), cwd="/", capture_output=True, text=True,
                        timeout=60, check=False)
     assert r.returncode == 0, r.stderr
@@ -643,7 +643,7 @@ def test_concurrent_cleans_share_the_orphans_and_both_succeed(make_name, tmp_pat
                 p.stdin.flush()
             outs = [p.communicate(timeout=90) for p in procs]
             removed = []
-            for p, (out, err) in zip(procs, outs):
+            for p, (out, err) in zip(procs, outs, strict=False):
                 assert p.returncode == 0, (out, err)
                 assert "clean:" not in err, err  # no error about any object
                 removed += [tuple(line.split()[1:3]) for line in out.splitlines()

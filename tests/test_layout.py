@@ -128,7 +128,7 @@ def test_forever_has_one_home():
     for path in sorted(PACKAGE.rglob("*")):
         if path.suffix not in (".py", ".lua"):
             continue
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for line in path.read_text().splitlines():
             if re.search(r"\bFOREVER\s*=", line):
                 defs.append((str(path.relative_to(PACKAGE)), line.strip()))
     own = [d for d in defs if d[0] == "_timeout.py"]

@@ -174,7 +174,7 @@ def test_threads_of_one_process(name, tmp_path):
     stop.set()
     rec.join(60)
     assert given == []
-    assert len(seen) == 1600 and 1 <= min(seen) and max(seen) <= 4
+    assert len(seen) == 1600 and min(seen) >= 1 and max(seen) <= 4
     assert sem.value == 4 and shared.holders() == []
     assert shared.recover() == [] and path.stat().st_size == 0
     sem.close()

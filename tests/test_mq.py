@@ -59,7 +59,7 @@ def test_exists_and_not_found(name):
         assert e.value.errno == errno.EEXIST and isinstance(e.value, ipc.IPCError)
 
 
-@pytest.mark.parametrize("bad,code", [("", errno.EINVAL), ("a/b", errno.EINVAL),
+@pytest.mark.parametrize(("bad", "code"), [("", errno.EINVAL), ("a/b", errno.EINVAL),
                                       ("x" * 256, errno.ENAMETOOLONG)])
 def test_bad_names(bad, code):
     with pytest.raises(OSError) as e:
@@ -67,7 +67,7 @@ def test_bad_names(bad, code):
     assert e.value.errno == code
 
 
-@pytest.mark.parametrize("args,exc", [((0, 10), ValueError), ((10, 0), ValueError),
+@pytest.mark.parametrize(("args", "exc"), [((0, 10), ValueError), ((10, 0), ValueError),
                                       ((-1, 10), ValueError), ((1.5, 10), TypeError),
                                       ((True, 10), TypeError), (("1", 10), TypeError)])
 def test_bad_sizes_change_nothing(name, args, exc):
@@ -126,8 +126,9 @@ def test_binary_payloads(name):
         payloads = [ALL_BYTES, b"", b"\0", b"\0\0x\0", bytes(reversed(ALL_BYTES)) + b"\xff" * 44]
         for p in payloads:
             q.send(p)
-        q.send(bytearray(b"ba\0")); q.send(memoryview(b"mv\0"))
-        assert [q.receive()[0] for _ in range(len(payloads) + 2)] == payloads + [b"ba\0", b"mv\0"]
+        q.send(bytearray(b"ba\0"))
+        q.send(memoryview(b"mv\0"))
+        assert [q.receive()[0] for _ in range(len(payloads) + 2)] == [*payloads, b"ba\x00", b"mv\x00"]
 
 
 def test_bad_messages_and_priorities(name):
@@ -156,7 +157,8 @@ def test_timeouts_both_ways(name):
         with pytest.raises(ipc.Timeout):
             q.receive(0.2)
         assert time.monotonic() - t0 >= 0.19
-        q.send(b"1"); q.send(b"2")                      # now full
+        q.send(b"1")
+        q.send(b"2")                                    # now full
         with pytest.raises(ipc.Timeout):
             q.send(b"3", timeout=0)
         t0 = time.monotonic()
@@ -196,7 +198,7 @@ def test_a_full_queue_blocks_the_sender_until_there_is_room(name):
                     reason="signals go to the main thread")
 def test_a_signal_whose_handler_returns_does_not_end_the_wait(name):
     seen = []
-    old = signal.signal(signal.SIGALRM, lambda *a: seen.append(1))
+    old = signal.signal(signal.SIGALRM, lambda *_: seen.append(1))
     try:
         with mq.open(name, 1, 8) as q:
             sender = threading.Timer(0.6, q.send, args=(b"after",))

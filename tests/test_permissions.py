@@ -224,8 +224,8 @@ def _traces(token: str, cwd: Path) -> list[Path]:
     found = []
     for d in places:
         if d.is_dir():
-            found += [p for p in d.iterdir() if token in p.name or p.name == "a"
-                      and d == SHM_DIR]
+            found += [p for p in d.iterdir() if token in p.name or (p.name == "a"
+                      and d == SHM_DIR)]
     # a queue is invisible without an mqueue mount: ask the kernel by name
     for name in (token, token + "tail", "x" + token):
         try:
@@ -288,7 +288,7 @@ def test_lua_refuses_escaping_names(lua, tmp_path, monkeypatch):
     assert _traces(token, tmp_path) == []
 
 
-@pytest.mark.parametrize("kind, limit", [("shm", 255), ("sem", 251), ("mq", 255)])
+@pytest.mark.parametrize(("kind", "limit"), [("shm", 255), ("sem", 251), ("mq", 255)])
 def test_longest_name_works_one_more_is_refused(kind, limit, make_name):
     name = make_name()
     longest = name + "x" * (limit - len(name))

@@ -193,7 +193,7 @@ def test_child_that_does_not_read_stdin_does_not_hang(lua):
 
 # -- signals, status, lifetime ------------------------------------------------
 
-@pytest.mark.parametrize("how,num", [("term", 15), ("kill", 9)])
+@pytest.mark.parametrize(('how', 'num'), [("term", 15), ("kill", 9)])
 def test_kill_gives_signal_status(lua, how, num):
     r = run(lua, PROC + """
       local h = proc.spawn("exec sleep 30", {})
@@ -439,7 +439,7 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("code,message", ERRORS)
+@pytest.mark.parametrize(('code', 'message'), ERRORS)
 def test_argument_errors(lua, code, message):
     ok, err = run(lua, PROC + f"""
       local ok, err = pcall(function()
@@ -458,7 +458,7 @@ def test_argument_errors(lua, code, message):
 
 # -- Ctrl-C --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cmd, opts", [
+@pytest.mark.parametrize(('cmd', 'opts'), [
     ("exec sleep 60", "{ stdout = true, callback = function() end }"),   # in step's read()
     # after a first chunk: in the reader's read() (the last pipe's fast path)
     ("echo started; exec sleep 60", "{ stdout = true, callback = function() end }"),

@@ -51,7 +51,7 @@ s.inc()
 
 
 def ls(name: str) -> dict:
-    r = subprocess.run(IPCCTL + ["ls", "--json", "-k", "sem", name], capture_output=True,
+    r = subprocess.run([*IPCCTL, "ls", "--json", "-k", "sem", name], capture_output=True,
                        text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
     assert r.returncode == 0, r.stderr
     objs = json.loads(r.stdout)

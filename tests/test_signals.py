@@ -99,7 +99,7 @@ def send_and_finish(p: subprocess.Popen, child: int, signum: int, mode: str):
 def run_matrix_case(tmp_path, name: str, engine: str, signum: int, mode: str):
     script = tmp_path / "script.lua"
     script.write_text(SCRIPT)
-    p = start(LUAIPC + [str(script), name, mode], engine)
+    p = start([*LUAIPC, str(script), name, mode], engine)
     child = ready_pid(p)
     assert len(leftovers(name)) == 3
     return send_and_finish(p, child, signum, mode)
@@ -156,7 +156,7 @@ def test_a_signal_at_once_still_cleans_up(tmp_path, make_name, engine):
     script.write_text(SCRIPT)
     for _ in range(6):
         name = make_name()
-        p = start(LUAIPC + [str(script), name, "block"], engine)
+        p = start([*LUAIPC, str(script), name, "block"], engine)
         child = ready_pid(p)
         try:
             p.send_signal(signal.SIGTERM)
@@ -177,7 +177,7 @@ def test_proc_children_get_sigterm_before_sigkill(tmp_path, name):
     print("ready", tostring(p)) io.stdout:flush()
     while true do end
     """
-    p = start(LUAIPC + ["-e", textwrap.dedent(code)], DEFAULT_ENGINE)
+    p = start([*LUAIPC, "-e", textwrap.dedent(code)], DEFAULT_ENGINE)
     child = ready_pid(p)
     time.sleep(0.3)  # the shell has set its trap
     rc, err = send_and_finish(p, child, signal.SIGTERM, "loop")
@@ -187,7 +187,7 @@ def test_proc_children_get_sigterm_before_sigkill(tmp_path, name):
 
 def test_ignored_signal_stays_ignored(name):
     # nohup luaipc ...: SIGHUP is not luaipc's to handle.
-    p = start(LUAIPC + ["-e", JIT_OFF + "print('ready 0') io.stdout:flush() while true do end"],
+    p = start([*LUAIPC, "-e", JIT_OFF + "print('ready 0') io.stdout:flush() while true do end"],
               DEFAULT_ENGINE, nohup=True)
     try:
         ready_pid(p)
@@ -205,8 +205,8 @@ def test_ignored_signal_stays_ignored(name):
 
 def test_printing_into_head_ends_with_141(engine):
     # A real shell pipeline: head exits after one line, lua dies of SIGPIPE.
-    cmd = " ".join(LUAIPC) + " -e 'while true do print(\"y\") end' | head -1; " \
-          "echo \"${PIPESTATUS[0]}\""
+    cmd = (" ".join(LUAIPC) + " -e 'while true do print(\"y\") end' | head -1; "
+           "echo \"${PIPESTATUS[0]}\"")
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60,
                        env=child_env(engine), stdin=subprocess.DEVNULL, check=False)
     assert r.stdout == "y\n141\n", r.stderr
@@ -216,7 +216,7 @@ def test_printing_into_head_ends_with_141(engine):
 def test_writing_into_a_closed_pipe_dies_of_sigpipe_after_cleanup(name, engine, write):
     code = JIT_OFF + (f"local m = assert(require('ipc.shm').create('{name}', 4096)) "
                       f"print('ready 0') io.stdout:flush() while true do {write} end")
-    p = start(LUAIPC + ["-e", code], engine)
+    p = start([*LUAIPC, "-e", code], engine)
     try:
         ready_pid(p)
         p.stdout.close()  # the reader goes away, as head does
@@ -245,7 +245,7 @@ def test_proc_feeding_a_child_that_closed_stdin_gets_epipe_not_death(engine):
     print(p:wait())
     print("alive")
     """
-    p = start(LUAIPC + ["-e", textwrap.dedent(code)], engine)
+    p = start([*LUAIPC, "-e", textwrap.dedent(code)], engine)
     rc, out, err = finish(p)
     assert (rc, out) == (0, "true\texit\t0\nalive\n"), err
 

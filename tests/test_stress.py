@@ -82,7 +82,7 @@ class Workers:
             cmd, env, kind = [sys.executable, str(PY_WORKER), *args], child_env(), "python"
         else:
             kind = next(self.engines)
-            cmd, env = LUAIPC + [str(LUA_WORKER), *args], child_env(kind)
+            cmd, env = [*LUAIPC, str(LUA_WORKER), *args], child_env(kind)
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              stdin=subprocess.DEVNULL, text=True)
         self.live[slot] = (p, group, kind)

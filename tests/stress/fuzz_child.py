@@ -39,8 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import ipc
 import ipc.lua
@@ -162,8 +161,8 @@ def lua_main(engine: str, examples: int, prefix: str, workdir: Path, report: dic
                 drv.begin()
                 try:
                     head = [special("live_" + tid.split(":")[0])] if ":" in tid else []
-                    one_call(i, head + [v])
-                    one_call(i, head + [v, v])
+                    one_call(i, [*head, v])
+                    one_call(i, [*head, v, v])
                     if head:
                         one_call(i, [v])              # a bad self
                 finally:
