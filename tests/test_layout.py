@@ -17,9 +17,10 @@ from pathlib import Path
 import ipc
 
 PACKAGE = Path(ipc.__file__).resolve().parent
-#: The faces' side of the package: the modules and the shared ipc/_*.py.
-#: (ipc/cli and ipc/lua are the tools and the bridge, not a face.)
-FACES = [PACKAGE / m for m in ipc.MODULES] + sorted(PACKAGE.glob("_*.py"))
+#: Every part of the package: the modules, the shared ipc/_*.py, the bridge
+#: (ipc/lua) and the tools (ipc/cli, ipc/_scan).
+FACES = ([PACKAGE / m for m in ipc.MODULES] + [PACKAGE / "lua", PACKAGE / "cli", PACKAGE / "_scan"]
+         + sorted(PACKAGE.glob("_*.py")))
 
 
 def _private(name: str) -> bool:

@@ -20,7 +20,7 @@ from ..lua import (
     ENV_VAR,
     RUNTIME_OPTIONS,
     EngineError,
-    _read_data,
+    read_data,
     complete_stdlib,
     install,
     lupa_module,
@@ -234,7 +234,7 @@ def _run(runtime: LuaRuntime, argv: list[str], flags: set[str], script: int) -> 
     lg: Any = runtime.globals()  # Lua tables take attribute access (types-lupa lacks it)
     lg.python = None  # lupa's bridge object: not part of the lua command
     lg.os.exit = _os_exit
-    driver_src = _read_data(__package__, "driver.lua")
+    driver_src = read_data(__package__, "driver.lua")
     D = run_chunk(runtime, driver_src, b"=[luaipc]",
                   PROGNAME.encode(), _readline, _version_line(runtime))
 

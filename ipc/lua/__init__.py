@@ -201,11 +201,15 @@ def _read_lua(package: str, filename: str) -> bytes:
     key = (package, filename)
     src = _SOURCES.get(key)
     if src is None:
-        src = _SOURCES[key] = _read_data(package, filename)
+        src = _SOURCES[key] = read_data(package, filename)
     return src
 
 
-def _read_data(package: str, filename: str) -> bytes:
+def read_data(package: str, filename: str) -> bytes:
+    """A data file shipped beside a package's modules (a Lua chunk): read
+    directly where the package is a plain directory, through
+    importlib.resources otherwise.  (For ipc's own tools, e.g. the
+    interpreter's driver.lua.)"""
     # A plain file beside the package's __init__ (any normal install): read
     # it directly, as importlib.resources costs ~8 ms of start-up to import.
     # Anything else (a zip import...) goes through importlib.resources.
