@@ -20,10 +20,10 @@ from ..lua import (
     ENV_VAR,
     RUNTIME_OPTIONS,
     EngineError,
-    read_data,
     complete_stdlib,
     install,
     lupa_module,
+    read_data,
     resolve_engine,
     run_chunk,
 )
