@@ -17,7 +17,7 @@ import os
 __all__ = [
     "ExistsError", "IPCError", "Interrupted", "NotFoundError",
     "PermissionDenied", "Timeout", "from_posix_ipc", "os_error",
-    "os_errors", "posix_errors",
+    "os_errors", "posix_errors", "timed_out",
 ]
 
 
@@ -45,6 +45,13 @@ class Interrupted(IPCError, InterruptedError):
     """A wait was interrupted by a signal (EINTR)."""
 
 
+# Users meet these as ipc.Timeout and the like (tracebacks, repr, pickles),
+# not as ipc._errors.Timeout; ipc exports each of them under that name.
+for _cls in (IPCError, ExistsError, NotFoundError, PermissionDenied, Timeout, Interrupted):
+    _cls.__module__ = "ipc"
+del _cls
+
+
 _BY_ERRNO = {
     _errno.EEXIST: ExistsError,
     _errno.ENOENT: NotFoundError,
@@ -63,6 +70,14 @@ def os_error(code: int, filename: object = None, message: str | None = None) -> 
     if filename is None:
         return cls(code, text)
     return cls(code, text, filename)
+
+
+def timed_out(timeout: float | None, what: str, name: object = None) -> IPCError:
+    """The ``ipc.Timeout`` of a wait that ran out, saying what it waited
+    for and how long: ``[Errno 110] timed out after 2 s waiting for
+    semaphore: 'jobs'`` (not the C library's "Connection timed out")."""
+    return os_error(_errno.ETIMEDOUT, name,
+                    f"timed out after {timeout or 0:g} s waiting for {what}")
 
 
 # posix_ipc reports these as an OSError without errno (posix_ipc_module.c:

@@ -354,11 +354,9 @@ FAILURES = {
     "proc.spawn missing program": Failure(
         errno.ENOENT, lambda _c: ipc.proc.spawn(["/nonexistent/luaipct-missing"]), None),
 }
-# ipc.filelock raises fcntl's bare OSError (ipc/filelock/__init__.py: the OS
-# layer's one translation, issue 12 point 1, would make it an IPCError).
-PY_FAILURE_GAPS = {
-    "filelock.lock w on read-only": xfail("filelock's OSError is no IPCError"),
-}
+#: Python failures that do not keep the contract yet (none left: filelock's
+#: OSErrors became IPCErrors with its OS layer, ipc/filelock/_os.py).
+PY_FAILURE_GAPS: dict = {}
 BUILTIN = {errno.ENOENT: FileNotFoundError, errno.EEXIST: FileExistsError}
 
 

@@ -25,7 +25,6 @@ process never conflict, and a process never waits for itself), and closing
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import io
 import os
@@ -34,7 +33,7 @@ import time
 import portalocker
 from portalocker.portalocker import LockfLocker
 
-from .._errors import os_error, os_errors
+from .._errors import os_error, os_errors, timed_out
 from .._timeout import Deadline, timeout as check_timeout
 from . import _os
 
@@ -150,7 +149,7 @@ def _lock_within(file: FileArg, mode: str, offset: int, nbytes: int,
     while not trylock(file, mode, offset, nbytes):
         left = deadline.remaining()
         if not left:  # 0.0: past the deadline (never None: there is a timeout)
-            raise os_error(errno.ETIMEDOUT, getattr(file, "name", None))
+            raise timed_out(timeout, "a lock on file", getattr(file, "name", None))
         time.sleep(min(delay, left))  # fcntl has no timed wait: poll, backing off
         delay = min(delay * 2, 0.05)
 
@@ -232,7 +231,7 @@ class PathLock(_Lock):
             with os_errors(self.filename):  # opening the file: EMFILE, EACCES...
                 return super().acquire(t, check_interval, fail_when_locked)
         except portalocker.AlreadyLocked:
-            raise os_error(errno.ETIMEDOUT, self.filename) from None
+            raise timed_out(t, "the lock file", self.filename) from None
         except portalocker.LockException as exc:
             cause = exc.__cause__
             if isinstance(cause, OSError) and cause.errno:

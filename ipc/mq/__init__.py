@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 import posix_ipc
 
-from .._errors import Timeout, os_error
+from .._errors import Timeout, os_error, timed_out
 from .._inflight import InFlight
 from .._names import NAME_MAX, os_name
 from .._owned import Owned
@@ -267,8 +267,9 @@ class MessageQueue:
         whose handler returned, and raises KeyboardInterrupt on Ctrl-C
         (PEP 475).
         """
+        what = "room in message queue" if event == select.POLLOUT else "a message in queue"
         if timeout == 0:
-            raise os_error(errno.ETIMEDOUT, self.name)
+            raise timed_out(timeout, what, self.name[1:])
         deadline = Deadline(timeout)
         wakeup = self._wakeup.get(self)
         poller = select.poll()
@@ -276,7 +277,7 @@ class MessageQueue:
         poller.register(wakeup, select.POLLIN)
         while True:
             if deadline.expired:
-                raise os_error(errno.ETIMEDOUT, self.name)
+                raise timed_out(timeout, what, self.name[1:])
             for fd, _ in poller.poll(poll_ms(deadline.remaining())):
                 if fd == wakeup:
                     raise ValueError(_CLOSED_WHILE_WAITING)

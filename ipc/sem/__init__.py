@@ -28,7 +28,6 @@ and takes no unit; the OS handle is closed when the last such call has left.
 """
 from __future__ import annotations
 
-import errno
 import os
 import weakref
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import posix_ipc
 
-from .._errors import from_posix_ipc, os_error
+from .._errors import from_posix_ipc, timed_out
 from .._inflight import InFlight
 from .._names import SEM_NAME_MAX, os_name
 from .._owned import Owned
@@ -176,7 +175,7 @@ class Semaphore:
     def acquire(self, timeout: float | None = None) -> None:
         """``dec`` that raises ``ipc.Timeout`` instead of returning False."""
         if not self.dec(timeout):
-            raise os_error(errno.ETIMEDOUT, self.os_name)
+            raise timed_out(timeout, "semaphore", self.name)
 
     release = inc
 
