@@ -289,7 +289,6 @@ PY_CLOSED: dict[str, tuple[str, dict[str, Callable[[Any], Any]]]] = {
 # reaps, then write() queues into nothing and wait() returns the status
 # (ipc/proc/__init__.py; the Lua face raises once wait() has reaped).
 PY_CLOSED_GAPS = {
-    ("sem", "unlink"): xfail("unlink() of a closed Semaphore"),
     **{("proc", m): xfail("a closed Process has no closed state") for m in PY_CLOSED["proc"][1]},
 }
 

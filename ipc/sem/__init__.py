@@ -232,7 +232,11 @@ class Semaphore:
 
     def unlink(self) -> None:
         """Remove the name now (open handles keep working).  The creator's
-        close then leaves the name alone: it may be someone else's by then."""
+        close then leaves the name alone: it may be someone else's by then.
+        A closed handle raises ValueError, as every method of one does
+        (``ipc.sem.unlink(name)`` removes a name without a handle)."""
+        if self._sem is None:
+            raise ValueError(INVALID)
         if self._owned is not None:
             self._owned.detach()
         unlink(self.name)
