@@ -27,7 +27,7 @@ import threading
 import time
 
 import pytest
-from helpers.children import child_env, finish, spawn_py, wait_line
+from helpers.children import child_env, finish, inside_wait, spawn_py, wait_line
 
 import ipc
 import ipc.sem
@@ -70,14 +70,6 @@ def _hold_until(ledger, stop: threading.Event, rnd: random.Random) -> None:
             pass          # (without a capacity, units lost to kills may run out)
 
 
-def _inside_wait(thread: threading.Thread) -> bool:
-    """Whether the thread's stack is in ipc's blocking ``_wait`` now."""
-    frame = sys._current_frames().get(thread.ident)
-    while frame is not None:
-        if frame.f_code.co_name == "_wait" and "/ipc/" in frame.f_code.co_filename:
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _kill(procs: list) -> None:
@@ -339,7 +331,7 @@ def test_a_timed_out_or_interrupted_acquire_leaves_no_record(name, tmp_path):
     t = threading.Thread(target=wait)
     t.start()
     deadline = time.monotonic() + 60
-    while not _inside_wait(t):
+    while not inside_wait(t):
         assert time.monotonic() < deadline, "the waiter never blocked"
         time.sleep(0.01)
     other.close()                               # ends the waiter's dec()

@@ -13,12 +13,11 @@ long as it waits.  So:
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 
 import pytest
-from helpers.children import finish, spawn_py
+from helpers.children import finish, inside_wait, spawn_py
 
 import ipc.sem
 from ipc.lua import new_runtime
@@ -83,13 +82,6 @@ return function() return s:dec(1.0) end,   -- thread A: waits (1 s at most)
 """
 
 
-def _inside_wait(thread: threading.Thread) -> bool:
-    frame = sys._current_frames().get(thread.ident)
-    while frame is not None:
-        if frame.f_code.co_name == "_wait" and "/ipc/" in frame.f_code.co_filename:
-            return True
-        frame = frame.f_back
-    return False
 
 
 def test_a_call_blocked_in_a_runtime_holds_it_against_other_threads(engine, name):
@@ -106,7 +98,7 @@ def test_a_call_blocked_in_a_runtime_holds_it_against_other_threads(engine, name
     try:
         a.start()
         deadline = time.monotonic() + 60
-        while not _inside_wait(a):               # A is in the semaphore's wait
+        while not inside_wait(a):               # A is in the semaphore's wait
             assert time.monotonic() < deadline, "A never blocked"
             time.sleep(0.01)
         b.start()

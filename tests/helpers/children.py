@@ -176,3 +176,14 @@ def pid_gone(pid: int, within: float = 10.0) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
+
+
+def inside_wait(thread: threading.Thread) -> bool:
+    """Whether the thread's stack is in ipc's blocking ``_wait`` now (so a
+    test acts only once a thread really waits)."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "_wait" and "/ipc/" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
