@@ -27,6 +27,7 @@ from ..lua import (
     resolve_engine,
     run_chunk,
 )
+from ..lua.crossing import fresh
 from . import interrupt
 from .interrupt import flush_c_stdio as _flush_c_stdio
 
@@ -233,10 +234,12 @@ def _run(runtime: LuaRuntime, argv: list[str], flags: set[str], script: int) -> 
             pass
     lg: Any = runtime.globals()  # Lua tables take attribute access (types-lupa lacks it)
     lg.python = None  # lupa's bridge object: not part of the lua command
-    lg.os.exit = _os_exit
+    # Fresh copies, as the bridge sends every Python function (see
+    # ipc/lua/crossing.py): Lua gets each object once.
+    lg.os.exit = fresh(_os_exit)
     driver_src = read_data(__package__, "driver.lua")
     D = run_chunk(runtime, driver_src, b"=[luaipc]",
-                  PROGNAME.encode(), _readline, _version_line(runtime))
+                  PROGNAME.encode(), fresh(_readline), _version_line(runtime))
 
     args = [_self_command(argv[0]).encode()] + [os.fsencode(a) for a in argv[1:]]
     D.setargs(runtime.table_from(args), script)
