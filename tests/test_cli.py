@@ -214,9 +214,16 @@ def test_bad_options_print_usage_and_fail(args, message):
 def test_unknown_engine_fails_clearly():
     r = run_luaipc(["--engine", "lua9", "-e", "print(1)"])
     assert r.returncode == 1
-    assert "unknown Lua engine 'lua9'" in r.stderr and "luajit2.1" in r.stderr
+    assert "unknown Lua engine 'lua9'; valid engines:" in r.stderr and "luajit2.1" in r.stderr
     r = run_luaipc(["-e", "print(1)"], env={"LUAIPC_ENGINE": "nope"})
-    assert r.returncode == 1 and "LUAIPC_ENGINE" in r.stderr
+    assert r.returncode == 1
+    assert "unknown Lua engine 'nope' (from $LUAIPC_ENGINE)" in r.stderr
+
+
+def test_usage_lists_the_engines():
+    from ipc.lua import ENGINES
+    r = run_luaipc(["-x"])
+    assert f"Engines: {', '.join(ENGINES)} (default lua5.4)" in r.stderr
 
 
 def test_output_interleaves_with_children(engine):

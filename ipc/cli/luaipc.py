@@ -17,6 +17,8 @@ import sys
 
 from .. import __version__
 from ..lua import (
+    DEFAULT_ENGINE,
+    ENGINES,
     ENV_VAR,
     RUNTIME_OPTIONS,
     EngineError,
@@ -52,6 +54,7 @@ Available options are:
   --engine NAME run on Lua engine NAME (also $LUAIPC_ENGINE)
   --            stop handling options
   -             stop handling options and execute stdin
+Engines: {", ".join(ENGINES)} (default {DEFAULT_ENGINE})
 """
 
 class UsageError(Exception):

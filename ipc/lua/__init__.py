@@ -72,8 +72,10 @@ def resolve_engine(engine: str | None = None) -> str:
     """The engine to use: the argument, else ``$LUAIPC_ENGINE``, else lua5.4."""
     name = engine or os.environ.get(ENV_VAR) or DEFAULT_ENGINE
     if name not in ENGINES:
-        source = "engine" if engine else ENV_VAR
-        raise EngineError(f"unknown Lua engine {name!r} (from {source}); "
+        # Say where a bad name came from only when the caller did not pass
+        # it: a stale $LUAIPC_ENGINE is otherwise a puzzle.
+        source = "" if engine else f" (from ${ENV_VAR})"
+        raise EngineError(f"unknown Lua engine {name!r}{source}; "
                           f"valid engines: {', '.join(ENGINES)}")
     return name
 
