@@ -109,6 +109,14 @@ def processes() -> None:
     assert_type(status, int)
     assert status == 0 and seen == [("stdout", b"2\n")], (status, seen)
     print(proc.run([["printf", "b\\na\\n"], ["sort"]]))          # a pipeline without a shell
+    r = proc.run([["printf", "x\\n"], ["sh", "-c", "cat; exit 3"], ["cat"]])
+    assert_type(r.returncodes, tuple[int, ...])
+    assert (r.returncode, r.returncodes) == (3, (0, 3, 0)), r
+    try:
+        proc.run(["false"], check=True)
+    except proc.CalledProcessError as e:
+        assert_type(e.returncodes, tuple[int, ...])
+        assert e.returncode == 1
 
 
 def lua() -> None:

@@ -352,6 +352,48 @@ def test_run_collects_everything():
     assert r.returncode == 0 and r.stdout.strip() == b"2"
 
 
+def test_run_reports_every_stage_with_pipefail():
+    # The middle stage fails and a later `cat` succeeds: a plain shell would
+    # say 0; run() says 3, as bash's pipefail does, and keeps every status.
+    r = proc.run([["printf", "a\\nb\\n"], ["sh", "-c", "cat; exit 3"], ["cat"]])
+    assert r.returncodes == (0, 3, 0)
+    assert r.returncode == 3 and r.stdout == b"a\nb\n"
+    status, out, err = r                       # still unpacks as before
+    assert (status, out, err) == (3, b"a\nb\n", b"")
+    assert r.args == [["printf", "a\\nb\\n"], ["sh", "-c", "cat; exit 3"], ["cat"]]
+    # the last failure decides; a signal death is -signum
+    r = proc.run([["sh", "-c", "exit 4"], ["sh", "-c", "cat >/dev/null; kill -9 $$"]])
+    assert r.returncodes == (4, -signal.SIGKILL) and r.returncode == -signal.SIGKILL
+    r = proc.run([["true"], ["true"]])
+    assert r.returncodes == (0, 0) and r.returncode == 0
+    one = proc.run(["sh", "-c", "exit 5"])
+    assert one.returncodes == (5,) and one.returncode == 5
+
+
+def test_run_check_raises_a_called_process_error():
+    import pickle
+    import subprocess
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        proc.run([["echo", "out"], ["sh", "-c", "cat; echo oops >&2; exit 4"], ["cat"]],
+                 check=True)
+    e = info.value
+    assert isinstance(e, proc.CalledProcessError)
+    assert type(e).__module__ == "ipc.proc" and not isinstance(e, OSError)
+    assert (e.returncode, e.returncodes) == (4, (0, 4, 0))
+    assert e.stdout == b"out\n" and e.stderr == b"oops\n"
+    assert "statuses [0, 4, 0]; failed stage 2" in str(e)
+    again = pickle.loads(pickle.dumps(e))  # noqa: S301 (our own bytes)
+    assert (type(again), again.returncodes, again.stdout, again.stderr) == (
+        proc.CalledProcessError, (0, 4, 0), b"out\n", b"oops\n")
+    assert proc.run(["true"], check=True).returncode == 0
+    with pytest.raises(TypeError, match="check must be a bool"):
+        proc.run(["true"], check="yes")
+    r = proc.run(["sh", "-c", "exit 6"])
+    with pytest.raises(proc.CalledProcessError):
+        r.check_returncode()
+    assert pickle.loads(pickle.dumps(r)).returncodes == (6,)  # noqa: S301 (our own bytes)
+
+
 def test_run_timeout_kills_the_tree():
     t0 = time.monotonic()
     with pytest.raises(ipc.Timeout):

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     Env = Mapping[str, StrOrBytesPath] | Mapping[bytes, StrOrBytesPath]
 
 __all__ = ["spawn", "pipeline", "run", "shutdown_all", "Process", "Pipeline", "Result",
+           "CalledProcessError",
            "PIPE", "STDOUT", "DEVNULL"]
 
 #: Pass as stdin/stdout/stderr to make a pipe (``True`` does the same).
@@ -442,12 +443,36 @@ def pipeline(cmds: Sequence[Command], *, stdin: Stream = None, stdout: Stream = 
                         cwd=cwd, env=env)
 
 
-class Result(tuple[int, bytes, bytes]):
-    """``(returncode, stdout, stderr)`` of ``run()``."""
-    __slots__ = ()
+def _pipefail(codes: Sequence[int]) -> int:
+    """bash's ``set -o pipefail``: the last stage that failed decides, so a
+    failure in the middle of a pipeline is not hidden by a ``cat`` after it."""
+    return next((c for c in reversed(codes) if c != 0), 0)
 
-    def __new__(cls, returncode: int, stdout: bytes, stderr: bytes) -> Self:
-        return super().__new__(cls, (returncode, stdout, stderr))
+
+class Result(tuple[int, bytes, bytes]):
+    """What ``run()`` returns: unpacks as ``(returncode, stdout, stderr)``,
+    and has the attributes of ``subprocess.CompletedProcess`` (``args``,
+    ``returncode``, ``stdout``, ``stderr``, ``check_returncode()``), plus
+    ``returncodes``, one status per stage (a single command has one).
+
+    ``returncode`` follows bash's ``pipefail`` rule: the status of the last
+    stage that failed, 0 when all succeeded.  A stage killed by a signal
+    counts as ``-signum``, as in ``subprocess``."""
+
+    # No __slots__: args and returncodes live beside the three tuple items,
+    # which stay what older code unpacks.
+    args: Any
+    returncodes: tuple[int, ...]
+
+    def __new__(cls, returncode: int, stdout: bytes, stderr: bytes, *,
+                args: Any = None, returncodes: Sequence[int] | None = None) -> Self:
+        self = super().__new__(cls, (returncode, stdout, stderr))
+        self.args = args
+        self.returncodes = tuple(returncodes) if returncodes is not None else (returncode,)
+        return self
+
+    def __getnewargs_ex__(self) -> tuple[tuple[int, bytes, bytes], dict[str, Any]]:
+        return ((self[0], self[1], self[2]), {"args": self.args, "returncodes": self.returncodes})
 
     @property
     def returncode(self) -> int:
@@ -461,13 +486,66 @@ class Result(tuple[int, bytes, bytes]):
     def stderr(self) -> bytes:
         return self[2]
 
+    def check_returncode(self) -> None:
+        """Raise ``ipc.proc.CalledProcessError`` if ``returncode`` is not 0."""
+        if self.returncode:
+            raise CalledProcessError(self.returncode, self.args, self.stdout, self.stderr,
+                                     returncodes=self.returncodes)
+
+    def __repr__(self) -> str:
+        return (f"Result(args={self.args!r}, returncode={self.returncode}, "
+                f"returncodes={list(self.returncodes)}, stdout={self.stdout!r}, "
+                f"stderr={self.stderr!r})")
+
+
+class CalledProcessError(subprocess.CalledProcessError):
+    """``run(..., check=True)`` found a non-zero status: a
+    ``subprocess.CalledProcessError`` (so existing ``except`` clauses work)
+    that also says which stage of a pipeline failed (``returncodes``).  It is
+    not an ``OSError``: no system call failed."""
+
+    def __init__(self, returncode: int, cmd: Any, output: bytes | None = None,
+                 stderr: bytes | None = None, *,
+                 returncodes: Sequence[int] | None = None) -> None:
+        super().__init__(returncode, cmd, output, stderr)
+        self.returncodes = tuple(returncodes) if returncodes is not None else (returncode,)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default pickles only (returncode, cmd): keep the output too.
+        return (_rebuild_called, (self.returncode, self.cmd, self.output, self.stderr,
+                                  self.returncodes))
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if len(self.returncodes) > 1:
+            failed = [i + 1 for i, c in enumerate(self.returncodes) if c]
+            text += (f" (pipeline statuses {list(self.returncodes)}; "
+                     f"failed stage{'s' if len(failed) > 1 else ''} "
+                     f"{', '.join(map(str, failed))})")
+        return text
+
+
+CalledProcessError.__module__ = "ipc.proc"
+
+
+def _rebuild_called(returncode: int, cmd: Any, output: bytes | None, stderr: bytes | None,
+                    returncodes: Sequence[int]) -> CalledProcessError:
+    return CalledProcessError(returncode, cmd, output, stderr, returncodes=returncodes)
+
 
 def run(cmd: Command | Sequence[Command], input: bytes | None = None, *,
-        timeout: float | None = None, cwd: StrOrBytesPath | None = None,
-        env: Env | None = None) -> Result:
+        timeout: float | None = None, check: bool = False,
+        cwd: StrOrBytesPath | None = None, env: Env | None = None) -> Result:
     """Run ``cmd`` (or a pipeline, given a list of commands that are lists)
-    to the end, feeding ``input``, and collect its stdout and stderr.  On a
-    timeout the whole tree is killed and ``ipc.Timeout`` raised."""
+    to the end, feeding ``input``, and collect its stdout and stderr.
+
+    The result's ``returncode`` follows the ``pipefail`` rule and
+    ``returncodes`` has every stage's status (see ``Result``).  With
+    ``check=True`` a non-zero ``returncode`` raises
+    ``ipc.proc.CalledProcessError``.  On a timeout the whole tree is killed
+    and ``ipc.Timeout`` raised."""
+    if not isinstance(check, bool):
+        raise TypeError(f"check must be a bool, not {type(check).__name__}")
     bufs: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
 
     def collect(stream: str, data: bytes) -> None:
@@ -487,4 +565,9 @@ def run(cmd: Command | Sequence[Command], input: bytes | None = None, *,
         except Timeout:
             h.shutdown(0)
             raise
-    return Result(rc, b"".join(bufs["stdout"]), b"".join(bufs["stderr"]))
+    codes = [c for c in h.returncodes if c is not None] if isinstance(h, Pipeline) else [rc]
+    result = Result(_pipefail(codes), b"".join(bufs["stdout"]), b"".join(bufs["stderr"]),
+                    args=cmd, returncodes=codes)
+    if check:
+        result.check_returncode()
+    return result
