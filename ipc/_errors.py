@@ -22,7 +22,18 @@ __all__ = [
 
 
 class IPCError(OSError):
-    """Base class: an OS-level failure of an ipc operation (keeps errno)."""
+    """Base class: an OS-level failure of an ipc operation (keeps errno).
+
+    ``reason``, when set, says why in words the C library has none for
+    (``name must not contain '/'``).  It is shown after the message, and
+    ``strerror`` stays the C library's text, which the Lua faces return as
+    LuaIPC does."""
+
+    reason: str | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} ({self.reason})" if self.reason else text
 
 
 class ExistsError(IPCError, FileExistsError):

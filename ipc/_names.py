@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
-from ._errors import os_error
+from ._errors import IPCError, os_error
 
 NAME_MAX = 255  # Linux: a name is one file in /dev/shm or /dev/mqueue
 SEM_NAME_MAX = NAME_MAX - 4  # glibc stores "/name" as /dev/shm/sem.name
@@ -28,15 +28,29 @@ def os_name(name: str | bytes, max_len: int = NAME_MAX) -> str:
         name = os.fsdecode(name)
     elif not isinstance(name, str):
         raise TypeError(f"name must be str or bytes, not {type(name).__name__}")
-    if not name or "/" in name or "\0" in name or name in (".", ".."):
-        raise os_error(errno.EINVAL, name)
-    if len(os.fsencode(name)) > max_len:
-        raise os_error(errno.ENAMETOOLONG, name)
+    if not name:
+        raise _bad(errno.EINVAL, name, "name is empty")
+    if "/" in name:
+        raise _bad(errno.EINVAL, name, "name must not contain '/'"
+                   + ("; the leading '/' of the C API is added for you" if name[0] == "/" else ""))
+    if "\0" in name:
+        raise _bad(errno.EINVAL, name, "name must not contain a NUL byte")
+    if name in (".", ".."):
+        raise _bad(errno.EINVAL, name, f"name must not be {name!r}")
+    size = len(os.fsencode(name))
+    if size > max_len:
+        raise _bad(errno.ENAMETOOLONG, name, f"name too long ({size} > {max_len} bytes)")
     try:
         # posix_ipc makes an object of a name that is not UTF-8 (e.g. the Lua
         # name "a\xd1") but can never remove it (its unlink functions encode
         # strictly): refuse such a name rather than leave an object behind.
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise os_error(errno.EINVAL, name) from None
+        raise _bad(errno.EINVAL, name, "name must be UTF-8") from None
     return "/" + name
+
+
+def _bad(code: int, name: str, reason: str) -> IPCError:
+    exc = os_error(code, name)
+    exc.reason = reason  # strerror stays the C text: the Lua triple is LuaIPC's
+    return exc
