@@ -113,6 +113,10 @@ def from_posix_ipc(exc: BaseException, name: object = None, *,
     """
     if isinstance(exc, IPCError):
         return exc
+    if isinstance(name, str) and name.startswith("/"):
+        # Callers at the OS boundary hold the OS name ("/jobs"); users see
+        # the name as they spelt it, the same for shm, sem and mq.
+        name = name[1:]
     # Not an import on the error path: posix_ipc is loaded (its callers
     # import it at the top), so this only finds it in sys.modules.
     import posix_ipc

@@ -23,7 +23,8 @@ ALL_BYTES = bytes(range(256))
 
 def test_create_then_open(name):
     with mq.open(name, 4, 100) as q:
-        assert (q.name, q.maxmsg, q.msgsize, q.created) == ("/" + name, 4, 100, True)
+        assert (q.name, q.maxmsg, q.msgsize, q.created) == (name, 4, 100, True)
+        assert q.os_name == "/" + name
         assert queue_exists(name)
         other = mq.open(name)
         assert (other.maxmsg, other.msgsize, other.created) == (4, 100, False)

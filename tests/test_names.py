@@ -63,3 +63,25 @@ def test_lua_keeps_luaipc_triples(lua):
     assert got == (None, b"Invalid argument", errno.EINVAL,
                    None, b"Invalid argument", errno.EINVAL,
                    None, b"File name too long", errno.ENAMETOOLONG)
+
+
+def test_names_and_created_are_spelt_alike(name):
+    """One spelling ("jobs", as passed) in every attribute and error, and one
+    attribute for "this handle created it", for shm, sem and mq alike."""
+    made = [ipc.shm.create(name, 16), ipc.sem.open(name, 1), ipc.mq.open(name, 4)]
+    opened = [ipc.shm.attach(name), ipc.sem.open(name), ipc.mq.open(name)]
+    try:
+        for h in made:
+            assert (h.name, h.created, h.owner) == (name, True, True), h
+            assert h.os_name == "/" + name
+        for h in opened:
+            assert (h.name, h.created, h.owner) == (name, False, False), h
+        made[1].unlink()
+        assert (made[1].created, made[1].owner) == (True, False)
+    finally:
+        for h in opened + made:
+            h.close()
+    for kind, opener in (("shm", ipc.shm.attach), ("sem", ipc.sem.open), ("mq", ipc.mq.open)):
+        with pytest.raises(ipc.NotFoundError) as info:
+            opener(name)
+        assert info.value.filename == name, (kind, info.value)

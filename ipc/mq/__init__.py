@@ -175,7 +175,10 @@ class MessageQueue:
         else:
             mq = _os.open(osname)
         self._mq: posix_ipc.MessageQueue | None = mq
-        self.name: str = osname
+        #: The name as the API spells it ("jobs"), as for shm and sem;
+        #: ``os_name`` is what mq_open saw ("/jobs").
+        self.name: str = os.fsdecode(name)
+        self.os_name: str = osname
         #: The most messages the queue holds, and the largest message (bytes).
         self.maxmsg: int = mq.max_messages
         self.msgsize: int = mq.max_message_size
@@ -269,7 +272,7 @@ class MessageQueue:
         """
         what = "room in message queue" if event == select.POLLOUT else "a message in queue"
         if timeout == 0:
-            raise timed_out(timeout, what, self.name[1:])
+            raise timed_out(timeout, what, self.name)
         deadline = Deadline(timeout)
         wakeup = self._wakeup.get(self)
         poller = select.poll()
@@ -277,7 +280,7 @@ class MessageQueue:
         poller.register(wakeup, select.POLLIN)
         while True:
             if deadline.expired:
-                raise timed_out(timeout, what, self.name[1:])
+                raise timed_out(timeout, what, self.name)
             for fd, _ in poller.poll(poll_ms(deadline.remaining())):
                 if fd == wakeup:
                     raise ValueError(_CLOSED_WHILE_WAITING)
@@ -386,7 +389,7 @@ class MessageQueue:
         if self._owned is not None:
             # the creator's close must not remove a later queue of that name
             self._owned.detach()
-        unlink(self.name[1:])
+        unlink(self.name)
 
     def __enter__(self) -> Self:
         self._open()

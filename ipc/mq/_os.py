@@ -70,12 +70,12 @@ def create(path: str, maxmsg: int, msgsize: int) -> posix_ipc.MessageQueue:
     if maxmsg > HARD_MSGMAX or msgsize > HARD_MSGSIZEMAX:
         # what the kernel says (EINVAL), before posix_ipc's C long
         # overflows on a size past 2**63
-        raise _limit_error(path, maxmsg, msgsize)
+        raise _limit_error(path[1:], maxmsg, msgsize)
     try:
         return posix_ipc.MessageQueue(path, posix_ipc.O_CREX | posix_ipc.O_NONBLOCK,
                                       0o600, maxmsg, msgsize)
     except (posix_ipc.Error, OSError, ValueError) as exc:
-        raise _create_error(exc, path, maxmsg, msgsize) from None
+        raise _create_error(exc, path[1:], maxmsg, msgsize) from None
 
 
 def open(path: str) -> posix_ipc.MessageQueue:

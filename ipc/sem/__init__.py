@@ -215,6 +215,13 @@ class Semaphore:
         return self._owned is not None and self._owned.held
 
     @property
+    def created(self) -> bool:
+        """Whether this handle created the object (fixed for its life; as
+        ``MessageQueue.created``).  ``owner`` says whether it will still
+        remove the name."""
+        return self._owned is not None
+
+    @property
     def closed(self) -> bool:
         return self._sem is None
 

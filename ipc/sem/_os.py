@@ -31,7 +31,7 @@ def open(path: str, n: int) -> posix_ipc.Semaphore:
     (O_CREAT | O_EXCL, mode 0600), with the count ``n``; with ``n == 0``
     open an existing one."""
     if n < 0 or n > VALUE_MAX:  # what sem_open says of such a value
-        raise os_error(errno.EINVAL, path)
+        raise os_error(errno.EINVAL, path[1:])  # the name as the user spelt it
     creating = n != 0
     with posix_errors(path, creating=creating):
         if creating:

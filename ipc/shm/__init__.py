@@ -51,6 +51,18 @@ class SharedMemory(MemFile):
         creating process, until ``unlink()`` or ``close()``."""
         return self._owned is not None and self._owned.held
 
+    @property
+    def os_name(self) -> str:
+        """The name as shm_open saw it (``"/jobs"``), as for sem and mq."""
+        return self._osname
+
+    @property
+    def created(self) -> bool:
+        """Whether this handle created the object (fixed for its life; as
+        ``MessageQueue.created``).  ``owner`` says whether it will still
+        remove the name."""
+        return self._owned is not None
+
     def unlink(self) -> None:
         """Remove the name now (the memory stays mapped until closed).
 
