@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import io
+import sys
 import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -175,8 +176,13 @@ class MemFile:
         """The region (up to ``size()``) as a memoryview: no copy."""
         return self._check()[: self._size]
 
-    def __buffer__(self, flags: int) -> memoryview:  # PEP 688, Python 3.12+
-        return self.buf
+    if sys.version_info >= (3, 12):
+        # PEP 688: memoryview(h), numpy.frombuffer(h)...  Before 3.12 a class
+        # written in Python cannot export a buffer, so there the method is
+        # left out (help() would list it and memoryview(h) still fail): use
+        # h.buf, which works everywhere.
+        def __buffer__(self, flags: int) -> memoryview:
+            return self.buf
 
     @property
     def addr(self) -> int:

@@ -5,6 +5,7 @@ import ctypes
 import errno
 import gc
 import io
+import sys
 
 import pytest
 from helpers.names import SHM_DIR
@@ -115,6 +116,21 @@ def test_buf_is_the_memory_itself(opener):
         assert h.read() == b"HELLO World"
         del c
     view.release()
+
+
+def test_memoryview_of_the_handle(opener):
+    """memoryview(h) where Python lets a Python class export a buffer (3.12+,
+    PEP 688); before that no __buffer__ is advertised, and h.buf is the way."""
+    h = opener(b"hello")
+    if sys.version_info >= (3, 12):
+        with memoryview(h) as v:
+            assert bytes(v) == b"hello"
+    else:
+        assert not hasattr(h, "__buffer__")
+        with pytest.raises(TypeError):
+            memoryview(h)
+    with memoryview(h.buf) as v:
+        assert bytes(v) == b"hello"
 
 
 def test_close_with_a_live_view(opener):
