@@ -137,3 +137,14 @@ def test_forever_has_one_home():
     faces = [d for d in defs if d[0] != "_timeout.py"]
     assert faces and all(d[0].endswith("face.lua") and re.search(r"= core\.FOREVER\b", d[1])
                          for d in faces), faces
+
+
+def test_dir_of_each_module_is_its_api():
+    """dir(ipc.sem) lists what a user may use, not os, posix_ipc or helpers."""
+    import importlib
+
+    import ipc
+    for name in (*ipc.MODULES, "lua"):
+        mod = importlib.import_module(f"ipc.{name}")
+        assert dir(mod) == sorted(mod.__all__), name
+        assert all(hasattr(mod, n) for n in mod.__all__), name

@@ -243,3 +243,8 @@ def _pl_timeout(timeout: float | None) -> float:
     # portalocker reads None as "its default of 5 s"; ours means forever.
     timeout = check_timeout(timeout)
     return float("inf") if timeout is None else timeout
+
+
+def __dir__() -> list[str]:
+    # dir() and completion show the API, not the imports (PEP 562).
+    return sorted(__all__)

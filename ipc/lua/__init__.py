@@ -233,3 +233,8 @@ def _check_runtime(runtime: _Runtime) -> None:
         raise ValueError("install() needs a LuaRuntime made with encoding=None and "
                          "unpack_returned_tuples=True (see ipc.lua.RUNTIME_OPTIONS), "
                          "or use ipc.lua.new_runtime()")
+
+
+def __dir__() -> list[str]:
+    # dir() and completion show the API, not the imports (PEP 562).
+    return sorted(__all__)

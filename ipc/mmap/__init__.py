@@ -108,3 +108,8 @@ def open(path: Path, mode: str = "r", offset: int = 0, size: int = 0) -> MappedF
     finally:
         os.close(fd)
     return MappedFile(mm, path, readable, writable)
+
+
+def __dir__() -> list[str]:
+    # dir() and completion show the API, not the imports (PEP 562).
+    return sorted(__all__)

@@ -411,3 +411,8 @@ def open(name: str | bytes, maxmsg: int | None = None, msgsize: int | None = Non
 def unlink(name: str | bytes) -> None:
     """Remove the queue's name (``FileNotFoundError`` if there is none)."""
     _os.unlink(os_name(name, NAME_MAX))
+
+
+def __dir__() -> list[str]:
+    # dir() and completion show the API, not the imports (PEP 562).
+    return sorted(__all__)

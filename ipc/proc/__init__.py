@@ -571,3 +571,8 @@ def run(cmd: Command | Sequence[Command], input: bytes | None = None, *,
     if check:
         result.check_returncode()
     return result
+
+
+def __dir__() -> list[str]:
+    # dir() and completion show the API, not the imports (PEP 562).
+    return sorted(__all__)

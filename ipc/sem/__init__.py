@@ -340,3 +340,8 @@ def reset(name: str | bytes, value: int) -> int:
         return handle.reset(value)
     finally:
         handle.close()
+
+
+def __dir__() -> list[str]:
+    # dir() and completion show the API, not the imports (PEP 562).
+    return sorted(__all__)

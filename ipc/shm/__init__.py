@@ -147,3 +147,8 @@ def attach(name: str | bytes) -> SharedMemory:
 
 def _text(name: str | bytes) -> str:
     return os.fsdecode(name) if isinstance(name, bytes) else name
+
+
+def __dir__() -> list[str]:
+    # dir() and completion show the API, not the imports (PEP 562).
+    return sorted(__all__)

@@ -29,3 +29,8 @@ def open(data: Buffer) -> StrFile:
     if not isinstance(data, bytes):
         data = bytes(memoryview(data))
     return StrFile(data, readable=True, writable=False)
+
+
+def __dir__() -> list[str]:
+    # dir() and completion show the API, not the imports (PEP 562).
+    return sorted(__all__)
