@@ -122,6 +122,7 @@ class MemFile:
     # -- state ------------------------------------------------------------
     @property
     def closed(self) -> bool:
+        """True once ``close()`` has run."""
         return self._state.closed
 
     def _check(self) -> memoryview:
@@ -142,14 +143,17 @@ class MemFile:
         return view
 
     def readable(self) -> bool:
+        """Whether ``read`` is allowed (as ``io``)."""
         self._check()
         return self._readable
 
     def writable(self) -> bool:
+        """Whether ``write`` is allowed (as ``io``)."""
         self._check()
         return self._writable
 
     def seekable(self) -> bool:
+        """Always True: every region can seek."""
         self._check()
         return True
 
@@ -210,6 +214,7 @@ class MemFile:
 
     # -- positioning ------------------------------------------------------
     def tell(self) -> int:
+        """The current position."""
         self._check()
         return self._pos
 
@@ -246,6 +251,7 @@ class MemFile:
         return view[p:q].tobytes()
 
     def readinto(self, b: Buffer) -> int:
+        """Read into ``b`` (as ``io.RawIOBase``); the number of bytes read."""
         view = self._check_readable()
         target = memoryview(b).cast("B")
         p = self._pos
@@ -266,6 +272,7 @@ class MemFile:
         return view[p:q].tobytes()
 
     def readlines(self, hint: int = -1) -> list[bytes]:
+        """The remaining lines, stopping once ``hint`` bytes are read (as ``io``)."""
         lines, total = [], 0
         for line in self:
             lines.append(line)

@@ -148,3 +148,28 @@ def test_dir_of_each_module_is_its_api():
         mod = importlib.import_module(f"ipc.{name}")
         assert dir(mod) == sorted(mod.__all__), name
         assert all(hasattr(mod, n) for n in mod.__all__), name
+
+
+def test_every_public_callable_has_a_docstring():
+    """help() shows the source comment above a function that has no
+    docstring (a section banner, say): every public function, method and
+    property of the API has its own."""
+    import importlib
+    import inspect
+
+    import ipc
+    from ipc._memfile import MemFile
+    missing = []
+    for name in (*ipc.MODULES, "lua"):
+        mod = importlib.import_module(f"ipc.{name}")
+        for n in mod.__all__:
+            obj = getattr(mod, n)
+            if callable(obj) and not inspect.getdoc(obj):
+                missing.append(f"{name}.{n}")
+            if inspect.isclass(obj):
+                for cls in (obj, MemFile) if issubclass(obj, MemFile) else (obj,):
+                    for attr, v in vars(cls).items():
+                        f = v.fget if isinstance(v, property) else v
+                        if not attr.startswith("_") and callable(f) and not f.__doc__:
+                            missing.append(f"{name}.{n}.{attr}")
+    assert not missing, missing

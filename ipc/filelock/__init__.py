@@ -171,6 +171,7 @@ class RangeLock:
         self.held = True
 
     def release(self) -> None:
+        """Unlock the range (a no-op if it is not held)."""
         if self.held:
             self.held = False
             unlock(self.file, self.offset, self.nbytes)
@@ -226,6 +227,9 @@ class PathLock(_Lock):
 
     def acquire(self, timeout: float | None = -1, check_interval: float | None = None,
                 fail_when_locked: bool | None = None) -> IO[Any]:
+        """Open the file and lock it, waiting at most ``timeout`` seconds
+        (-1: the constructor's timeout); ``ipc.Timeout`` if it stays locked.
+        Returns the open file."""
         t = self.timeout if timeout == -1 else _pl_timeout(timeout)
         try:
             with os_errors(self.filename):  # opening the file: EMFILE, EACCES...

@@ -342,6 +342,7 @@ class MessageQueue:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` has run."""
         return self._mq is None
 
     def _open(self) -> posix_ipc.MessageQueue:

@@ -343,6 +343,7 @@ class Process(_Handle):
 
     @property
     def pid(self) -> int:
+        """The child's process id."""
         return self._popens[0].pid
 
     @property
@@ -398,6 +399,7 @@ class Pipeline(_Handle):
 
     @property
     def pids(self) -> list[int]:
+        """Every stage's process id, first to last."""
         return [p.pid for p in self._popens]
 
     @property
@@ -407,6 +409,7 @@ class Pipeline(_Handle):
 
     @property
     def returncodes(self) -> list[int | None]:
+        """Every stage's status (None until reaped; -N: killed by signal N)."""
         return [p.returncode for p in self._popens]
 
     @property
@@ -476,14 +479,17 @@ class Result(tuple[int, bytes, bytes]):
 
     @property
     def returncode(self) -> int:
+        """The pipefail status (see the class)."""
         return self[0]
 
     @property
     def stdout(self) -> bytes:
+        """Everything the command wrote to stdout."""
         return self[1]
 
     @property
     def stderr(self) -> bytes:
+        """Everything the commands wrote to stderr."""
         return self[2]
 
     def check_returncode(self) -> None:

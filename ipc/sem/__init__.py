@@ -223,6 +223,7 @@ class Semaphore:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` has run."""
         return self._sem is None
 
     def close(self) -> None:
