@@ -40,6 +40,8 @@ EXPECTED = {
     "mq 100 B send+receive, one process": {e: ["raw posix_ipc (Python)"] for e in ALL},
     "proc stdout callback": {e: ["subprocess, 64 KiB reads"] for e in ALL},
     "proc stdout callback, varied data": {e: ["subprocess, 64 KiB reads"] for e in ALL},
+    "proc 4 children x 0.2 s, fed and drained": {
+        "python": ["subprocess.communicate, a thread each", "proc, wait() on each in turn"]},
 }
 
 UNITS = {"us": "lower", "ms": "lower", "MB/s": "higher"}
@@ -95,6 +97,7 @@ def test_goals_marked(rows):
     assert ("sem inc+dec", "luajit2.1") in with_goal
     assert ("shm 1 MiB write+read", "lua5.4") in with_goal
     assert ("proc stdout callback", "python") in with_goal
+    assert ("proc 4 children x 0.2 s, fed and drained", "python") in with_goal
     assert ("start-up luaipc -e ''", "lua5.4") in with_goal
 
 

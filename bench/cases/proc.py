@@ -106,7 +106,65 @@ def _group(st: Settings, engine: str, runtime, varied: bool) -> Group:
                  note=note)
 
 
+# Four children that each read their input, work 0.2 s, then answer: input
+# queued by write() goes out only while a handle is waited on, so waiting
+# on each in turn takes the sum; wait_all drives all four at once.
+_WORKER = ["sh", "-c", "cat >/dev/null; sleep 0.2; head -c 65536 /dev/zero"]
+_INPUT = b"x" * 200_000                     # more than a pipe holds
+
+
+def _ms(fn):
+    import time
+
+    def run() -> float:
+        t = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t) * 1e3
+    return run
+
+
+def _many(together: bool) -> None:
+    from ipc import proc
+    got = [0]
+
+    def cb(_stream, data):
+        got[0] += len(data)
+
+    hs = [proc.spawn(_WORKER, stdin=True, stdout=True, callback=cb) for _ in range(4)]
+    for h in hs:
+        h.write(_INPUT)
+        h.close_stdin()
+    statuses = proc.wait_all(hs) if together else [h.wait() for h in hs]
+    _check(max(statuses), got[0], 4 * 65536)
+
+
+def _many_threads() -> None:
+    import threading
+    ps = [subprocess.Popen(_WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+          for _ in range(4)]
+    outs: list[bytes] = [b""] * 4
+
+    def talk(i: int) -> None:
+        outs[i] = ps[i].communicate(_INPUT)[0]
+    ts = [threading.Thread(target=talk, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    _check(max(p.returncode for p in ps), sum(map(len, outs)), 4 * 65536)
+
+
+def _many_group() -> Group:
+    return Group("proc 4 children x 0.2 s, fed and drained", "python", "ms",
+                 _ms(lambda: _many(True)),
+                 [Ref("subprocess.communicate, a thread each", _ms(_many_threads)),
+                  Ref("proc, wait() on each in turn", _ms(lambda: _many(False)))],
+                 goal=("<=", 1.5), note="wait_all: about the slowest child, not the sum")
+
+
 def groups(st: Settings, engines, runtimes, _scratch):
     for varied in (False, True):
         for engine in engines:
             yield lambda e=engine, v=varied: _group(st, e, runtimes(e), v)
+    if "python" in engines:
+        yield _many_group

@@ -50,6 +50,7 @@ from ._launch import Command, chain, popen, redirect
 from ._pump import (
     READ_SIZE as READ_SIZE,  # re-exported: the size of a chunk
     Pump,
+    wait_any,
     wait_exit,
 )
 
@@ -65,8 +66,8 @@ if TYPE_CHECKING:
     #: ``env=``: the child's whole environment, as Popen takes it.
     Env = Mapping[str, StrOrBytesPath] | Mapping[bytes, StrOrBytesPath]
 
-__all__ = ["spawn", "pipeline", "run", "shutdown_all", "Process", "Pipeline", "Result",
-           "CalledProcessError",
+__all__ = ["spawn", "pipeline", "run", "wait_all", "shutdown_all", "Process", "Pipeline",
+           "Result", "CalledProcessError",
            "PIPE", "STDOUT", "DEVNULL"]
 
 #: Pass as stdin/stdout/stderr to make a pipe (``True`` does the same).
@@ -444,6 +445,40 @@ def pipeline(cmds: Sequence[Command], *, stdin: Stream = None, stdout: Stream = 
     with os_errors():
         return Pipeline(cmds, stdin=stdin, stdout=stdout, stderr=stderr, callback=callback,
                         cwd=cwd, env=env)
+
+
+def wait_all(handles: Sequence[Process | Pipeline], timeout: float | None = None) -> list[int]:
+    """Wait for several processes (or pipelines) at once and return their
+    statuses, in the order given.
+
+    Each is fed its queued input and has its output delivered to its
+    callback as ``wait()`` does, all from one loop in this thread, so N
+    children take about as long as the slowest, not the sum.  A handle may
+    appear twice, and finished ones are fine.  ``timeout`` as for
+    ``wait()``: ``ipc.Timeout`` when it runs out, with every handle left as
+    it was (call again to go on); a callback's exception goes through, the
+    same way."""
+    if isinstance(handles, (str, bytes)) or not isinstance(handles, Sequence):
+        raise TypeError(f"handles must be a sequence of Process or Pipeline, "
+                        f"not {type(handles).__name__}")
+    for h in handles:
+        if not isinstance(h, _Handle):
+            raise TypeError(f"wait_all() takes Process and Pipeline handles, "
+                            f"not {type(h).__name__}")
+    timeout = check_timeout(timeout)
+    deadline = Deadline(timeout)
+    pending = list(dict.fromkeys(handles))   # once each, in order
+    while True:
+        for h in pending:
+            h.step(0)                         # move what moves without waiting
+        pending = [h for h in pending if not h.finished]
+        if not pending:
+            return [cast("int", h.returncode) for h in handles]
+        if deadline.expired:
+            raise os_error(_errno.ETIMEDOUT, message=(
+                f"{len(pending)} of {len(dict.fromkeys(handles))} processes did not "
+                f"finish within {timeout} s"))
+        wait_any([h.pump for h in pending], deadline.remaining())
 
 
 def _pipefail(codes: Sequence[int]) -> int:

@@ -264,3 +264,38 @@ class Pump:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def wait_any(pumps: list[Pump], timeout: float | None) -> None:
+    """Sleep until at least one of ``pumps`` can move (a pipe is ready, or a
+    child whose pipes are all closed has exited), or ``timeout`` passes.
+
+    One ``poll`` over every pump's pipes, and over a pidfd (``pidfd_open``,
+    Linux 5.3+) for each child left to reap, so that waiting on many
+    processes is one sleep in the kernel: no thread per process, no busy
+    loop.  The caller then steps each pump with a zero timeout."""
+    poll = select.poll()
+    pidfds: list[int] = []
+    try:
+        for p in pumps:
+            if p.done:
+                return
+            if p.blocking >= 0:
+                # A blocking read (Pump.step's one-pipe shortcut) would stall
+                # the others: back to non-blocking for a shared loop.
+                os.set_blocking(p.blocking, False)
+                p.blocking, p.blocking_name = -1, None
+            for fd in p.names:
+                poll.register(fd, _POLLIN)
+            if p.writing:
+                poll.register(p.in_fd, _POLLOUT)
+            if not p.names and not p.writing:
+                for popen in p.popens:
+                    if popen.returncode is None:
+                        fd = os.pidfd_open(popen.pid)
+                        pidfds.append(fd)
+                        poll.register(fd, select.POLLIN)
+        poll.poll(poll_ms(timeout))
+    finally:
+        for fd in pidfds:
+            os.close(fd)
