@@ -48,6 +48,16 @@ def test_missing_executable_in_list_form_raises():
         proc.spawn(["/nonexistent/luaipct-no-such-program"])
 
 
+def test_a_command_line_in_a_list_says_what_was_meant():
+    with pytest.raises(ipc.NotFoundError) as info:
+        proc.run(["echo hi", "tr a-z A-Z"])
+    assert info.value.filename == "echo hi"
+    assert "pass a shell command line as one string" in str(info.value)
+    with pytest.raises(ipc.NotFoundError) as info:
+        proc.spawn(["luaipct-no-such-program"])
+    assert "shell command line" not in str(info.value)   # no hint without a space
+
+
 def test_missing_command_in_shell_form_exits_127():
     sink = Sink()
     p = proc.spawn("luaipct-no-such-command", stderr=True, callback=sink)

@@ -7,10 +7,13 @@ so far and kills and reaps the children already started.
 """
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from .._errors import os_error
 
 __all__ = ["Command", "chain", "popen", "redirect"]
 
@@ -51,8 +54,18 @@ def popen(cmd: Command, stdin: Any, stdout: Any, stderr: Any, cwd: Any,
         shell = False
     else:
         raise TypeError(f"cmd must be a str or a list of arguments, not {type(cmd).__name__}")
-    return subprocess.Popen(cmd, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
-                            bufsize=0, cwd=cwd, env=env, close_fds=True)
+    try:
+        return subprocess.Popen(cmd, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+                                bufsize=0, cwd=cwd, env=env, close_fds=True)
+    except FileNotFoundError as exc:
+        program = cmd[0] if isinstance(cmd, list) else None
+        if isinstance(program, str) and " " in program and exc.filename == program:
+            # ["echo hi", ...]: a shell command line where a program was meant.
+            err = os_error(errno.ENOENT, program)
+            err.reason = ("a list is one program and its arguments; pass a shell "
+                          "command line as one string, a pipeline as a list of lists")
+            raise err from None
+        raise
 
 
 def chain(cmds: list[Command], stdin: Any, stdout: Any, stderr: Any, cwd: Any,
