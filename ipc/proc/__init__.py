@@ -478,7 +478,8 @@ def wait_all(handles: Sequence[Process | Pipeline], timeout: float | None = None
             raise os_error(_errno.ETIMEDOUT, message=(
                 f"{len(pending)} of {len(dict.fromkeys(handles))} processes did not "
                 f"finish within {timeout} s"))
-        wait_any([h.pump for h in pending], deadline.remaining())
+        with os_errors():                     # EMFILE for a pidfd, say
+            wait_any([h.pump for h in pending], deadline.remaining())
 
 
 def _pipefail(codes: Sequence[int]) -> int:

@@ -292,7 +292,10 @@ def wait_any(pumps: list[Pump], timeout: float | None) -> None:
             if not p.names and not p.writing:
                 for popen in p.popens:
                     if popen.returncode is None:
-                        fd = os.pidfd_open(popen.pid)
+                        try:
+                            fd = os.pidfd_open(popen.pid)
+                        except ProcessLookupError:
+                            return  # reaped already (not by us): step() sees it
                         pidfds.append(fd)
                         poll.register(fd, select.POLLIN)
         poll.poll(poll_ms(timeout))
