@@ -11,6 +11,8 @@ local type, select, tostring, rawequal = type, select, tostring, rawequal
 local concat, rep = table.concat, string.rep
 local iotype = io.type
 local cspawn, cstep, ckill, cdescribe = core.spawn, core.step, core.kill, core.describe
+local cstep_now, cwait_any = core.step_now, core.wait_any
+local unpack = table.unpack or unpack   -- 5.1 and LuaJIT: a global
 local call = S.call   -- spawn and kill; wait's steps report errors as values
 
 local EOF = core.eof()        -- made once per runtime: one Lua value, compared raw
@@ -137,6 +139,41 @@ local function turn(st, cb, kind, code, s, d, s2, ...)
   return true
 end
 
+-- Deliver the next item a turn kept in the handle (st.t, from position
+-- st.i), or once all are out, take in the exit status.  The position is
+-- stored before the callback runs (see h:wait()).
+local function deliver(st, cb)
+  local t, i = st.t, st.i
+  local s = t[i]
+  if s ~= nil then
+    local d = t[i + 1]
+    if type(d) == "string" then
+      st.i = i + 2
+      cb(s, d)
+    else
+      st.i = i + 3
+      cb(s, nil, t[i + 2], d)
+    end
+  else
+    st.t = nil
+    local kind = t[1]
+    if kind then                                      -- reaped
+      local code = t[2]
+      st.valid = false
+      st.ok, st.kind, st.code = (kind == "exit" and code == 0) or nil, kind, code
+    end
+  end
+end
+
+-- The input h:write queued since the last turn, in one string (or nil).
+local function queued(st)
+  local n = st.n
+  if n == 0 then return nil end
+  local data = (n == 1) and st.q[1] or concat(st.q, "", 1, n)
+  st.q, st.n = {}, 0
+  return data
+end
+
 -- h:wait() -- each turn hands the queued input over, lets Python wait and
 -- move bytes (core.step), then delivers what arrived: pairs (stream, data),
 -- or triples (stream, errno, message) for a failed read.  A pending
@@ -154,28 +191,8 @@ function methods.wait(self)
   local c, cb, read = st.core, st.cb, st.read
   local fast, moved, ballast = false, 0, nil
   while true do
-    local t = st.t
-    if t then
-      local i = st.i
-      local s = t[i]
-      if s ~= nil then
-        local d = t[i + 1]
-        if type(d) == "string" then
-          st.i = i + 2
-          cb(s, d)
-        else
-          st.i = i + 3
-          cb(s, nil, t[i + 2], d)
-        end
-      else
-        st.t = nil
-        local kind = t[1]
-        if kind then                                  -- reaped
-          local code = t[2]
-          st.valid = false
-          st.ok, st.kind, st.code = (kind == "exit" and code == 0) or nil, kind, code
-        end
-      end
+    if st.t then
+      deliver(st, cb)
     elseif st.kind then
       return st.ok, st.kind, st.code
     elseif fast and st.n == 0 then
@@ -193,16 +210,63 @@ function methods.wait(self)
         fast = false                  -- EOF or a failed read: step says which
       end
     else
-      local data, n = nil, st.n
-      if n > 0 then
-        data = (n == 1) and st.q[1] or concat(st.q, "", 1, n)
-        st.q, st.n = {}, 0
-      end
-      local ok, msg, code = turn(st, cb, cstep(c, data, st.eof))
+      local ok, msg, code = turn(st, cb, cstep(c, queued(st), st.eof))
       if not ok then return nil, msg, code end
       fast = (msg == 1)
     end
   end
+end
+
+-- proc.waitall(h1, h2, ...) or proc.waitall{h1, h2, ...} -- h:wait() for
+-- all of them at once, from one loop: each turn moves what moves now for
+-- every handle (core.step_now, callbacks as in h:wait(), and they may
+-- yield), then sleeps in one poll over all their pipes and pidfds
+-- (core.wait_any), so N children take about the time of the slowest.
+-- Returns one status table per handle, in order: {ok=, kind=, code=} as
+-- h:wait()'s three results.  A handle may appear twice, and one already
+-- waited for gives its status again.  nil, msg, errno for an OS error,
+-- every handle left as it was (call again to go on).
+function M.waitall(...)
+  local hs, n = { ... }, select("#", ...)
+  if n == 1 and type(hs[1]) == "table" and STATE[hs[1]] == nil then
+    hs = hs[1]
+    n = #hs
+  end
+  local sts, live = {}, {}
+  for i = 1, n do
+    local st = STATE[hs[i]]
+    if st == nil then S.typeerror(i, "ipc.proc", hs[i]) end
+    sts[i] = st
+    if not live[st] and not st.kind then live[#live + 1], live[st] = st, true end
+  end
+  while true do
+    local cores, left = {}, 0
+    for j = 1, #live do
+      local st = live[j]
+      while st.t do deliver(st, st.cb) end
+      if not st.kind then
+        local ok, msg, code = turn(st, st.cb, cstep_now(st.core, queued(st), st.eof))
+        if not ok then return nil, msg, code end
+        while st.t do deliver(st, st.cb) end
+      end
+      if not st.kind then
+        left = left + 1
+        cores[left] = st.core
+      end
+    end
+    if left == 0 then break end
+    local _, msg, code = cwait_any(unpack(cores, 1, left))
+    if msg then
+      if code == nil then S.error(msg) end            -- Ctrl-C: "interrupted!"
+      return nil, msg, code
+    end
+  end
+  local r = {}
+  for i = 1, n do
+    local st = sts[i]
+    r[i] = { ok = st.ok, kind = st.kind, code = st.code }
+  end
+  return unpack(r, 1, n)
 end
 
 new, STATE = S.class("ipc.proc", methods, function(st) return cdescribe(st.core) end)

@@ -13,13 +13,13 @@ import signal as _signal
 from typing import TYPE_CHECKING, Any
 
 from ..lua.support import lua_file_fd
-from . import Process
-from ._pump import READ_SIZE, Pump
+from . import Process, _shutdown
+from ._pump import READ_SIZE, Pump, wait_any as _wait_any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["spawn", "step", "kill", "describe", "eof"]
+__all__ = ["spawn", "step", "step_now", "wait_any", "kill", "describe", "eof"]
 
 _read = os.read
 
@@ -114,13 +114,25 @@ def step(h: LuaProcess, data: bytes | None, eof: bool | None) -> tuple[Any, ...]
         return got
     if got is not None:
         return (False, 1, *got)
+    return _step(h, pump, data, eof, None)
+
+
+def step_now(h: LuaProcess, data: bytes | None, eof: bool | None) -> tuple[Any, ...]:
+    """``step`` that does not wait: what moves now, for proc.waitall, which
+    sleeps in ``wait_any`` over every handle instead.  Code 1 is never
+    returned (the one-pipe reader would block the others)."""
+    return _step(h, h.pump, data, eof, 0)
+
+
+def _step(h: LuaProcess, pump: Pump, data: bytes | None, eof: bool | None,
+          timeout: float | None) -> tuple[Any, ...]:
     out: list[Any] = []
     try:
         if data is not None:
             pump.feed(data)
         if eof and not pump.eof:
             pump.close_input()
-        pump.step(None, out)
+        pump.step(timeout, out)
     except KeyboardInterrupt:
         # Ctrl-C: do not leave the child running (term, a grace, then kill).
         h.shutdown(0.5)
@@ -131,7 +143,7 @@ def step(h: LuaProcess, data: bytes | None, eof: bool | None) -> tuple[Any, ...]
     rc = h.returncode if pump.done else None
     head: tuple[Any, ...]
     if rc is None:
-        head = (False, 1 if pump.blocking >= 0 else 0)
+        head = (False, 1 if pump.blocking >= 0 and timeout is None else 0)
     else:
         head = (b"signal", -rc) if rc < 0 else (b"exit", rc)
     if not out:
@@ -148,6 +160,22 @@ def step(h: LuaProcess, data: bytes | None, eof: bool | None) -> tuple[Any, ...]
         else:
             flat += [name, data]
     return tuple(flat)
+
+
+def wait_any(*handles: LuaProcess) -> tuple[Any, ...]:
+    """Sleep until one of ``handles`` can move (``_pump.wait_any``: one
+    poll over every pipe and pidfd).  ``()`` then; ``nil, message, errno``
+    for an OS error (EMFILE for a pidfd, say); ``nil, "interrupted!"`` for
+    Ctrl-C, every child shut down first."""
+    try:
+        _wait_any([h.pump for h in handles], None)
+    except KeyboardInterrupt:
+        _shutdown(list(handles), 0.5)  # one grace for all of them
+        return _INTERRUPTED
+    except OSError as exc:
+        code = exc.errno or _errno.EIO
+        return (None, (exc.strerror or os.strerror(code)).encode(errors="replace"), code)
+    return ()
 
 
 _SIGNALS = {b"term": _signal.SIGTERM, b"kill": _signal.SIGKILL}
