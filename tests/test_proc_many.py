@@ -115,6 +115,33 @@ def test_empty():
         proc.wait_all([], timeout="x")
 
 
+def test_shutdown_all_of_some_handles_leaves_the_others():
+    """The handles named go (SIGTERM, then SIGKILL for what ignores it);
+    the rest run on."""
+    a = proc.spawn(["sleep", "30"])
+    b = proc.spawn(["sh", "-c", "trap '' TERM; sleep 30"])   # needs the SIGKILL
+    keep = proc.spawn(["sleep", "30"])
+    try:
+        proc.shutdown_all(0.3, [a, b])
+        assert a.finished and b.finished and not keep.finished
+        assert a.returncode == -signal.SIGTERM and b.returncode == -signal.SIGKILL
+    finally:
+        keep.close()
+
+
+@pytest.mark.parametrize("bad", [(0.1, [1]), (0.1, "ab"), ("x", None), (float("nan"), None)])
+def test_shutdown_all_bad_arguments_signal_nothing(bad):
+    h = proc.spawn(["sleep", "30"])
+    try:
+        grace, handles = bad
+        with pytest.raises((TypeError, ValueError)):
+            proc.shutdown_all(grace, handles)
+        h.step(0)
+        assert not h.finished
+    finally:
+        h.close()
+
+
 # -- Lua: proc.waitall, on every engine ----------------------------------------
 
 PROC = 'local proc = require "ipc.proc"\n'

@@ -2,6 +2,7 @@
 --   filelock.lock(file, mode [, offset [, nbytes]])    -> true | nil, msg, errno
 --   filelock.trylock(file, mode [, offset [, nbytes]]) -> true/false
 --   filelock.unlock(file [, offset [, nbytes]])        -> true
+--   filelock.scope(file, mode, fn, ...)                -> fn's results
 -- As LuaIPC: the file's buffered output is flushed before unlocking, and
 -- its read buffer dropped after locking (flush + seek("cur", 0)), so what
 -- one holder wrote is what the next one reads.
@@ -69,6 +70,21 @@ function M.unlock(...)
   nbytes = S.optinteger(nbytes, 3, 0)
   f:flush()                                         -- before anyone else reads
   return call(core_unlock, fd, offset, nbytes)
+end
+
+-- filelock.scope(file, mode, fn, ...) -- lock the whole file, fn(...),
+-- unlock even when fn raises; fn's results (lock's nil, msg, errno: fn is
+-- not called).
+function M.scope(...)
+  local f, mode, fn = ...
+  local fd, msg, code = checkfile(f, select("#", ...) < 1)
+  if fd == nil then return nil, msg, code end
+  S.checkoption(mode, 2, "rw", MODES)
+  fn = S.checkcallable(fn, 3, select("#", ...) < 3)
+  local ok
+  ok, msg, code = M.lock(f, mode)
+  if not ok then return nil, msg, code end
+  return S.scope(M.unlock, f, fn, select(4, ...))
 end
 
 return S.module(M)

@@ -185,6 +185,35 @@ end
 
 function S.call(f, ...) return finish(pcall(f, ...)) end
 
+-- -- scopes (sem:scope, filelock.scope) ----------------------------------------
+--
+-- What was taken is given back however fn ends: give(what) runs after fn
+-- returns and after it raises (the LuaJIT thread library's mutex:scope
+-- leaves the mutex taken then).  fn's error is raised again as it was
+-- (level 0: a table stays a table); an error of give itself only when fn
+-- succeeded, so the first failure is the one reported.  5.1 cannot yield
+-- across pcall, so there a yield inside fn is an error; 5.2+ and LuaJIT can.
+-- (Not `arg`: 5.1 declares a local of that name in every vararg function.)
+local function release(give, what, ok, ...)
+  local gave, gerr = pcall(give, what)
+  if not ok then error((...), 0) end
+  if not gave then error(gerr, 0) end
+  return ...
+end
+
+function S.scope(give, what, fn, ...) return release(give, what, pcall(fn, ...)) end
+
+-- fn for a scope: a function or a callable table (checked before taking).
+-- Userdata are refused even with a __call: every Python object has one in
+-- lupa, so a non-callable one would fail only after the unit was taken,
+-- with a Python exception for an error value.
+function S.checkcallable(v, n, absent)
+  if type(v) == "function" then return v end
+  local mt = type(v) == "table" and getmeta(v)
+  if mt and mt.__call then return v end
+  S.typeerror(n, "function", v, absent)
+end
+
 -- -- handles --------------------------------------------------------------
 --
 -- Handles are full userdata, as LuaIPC's: type(h) is "userdata", io.type(h)

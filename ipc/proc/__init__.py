@@ -87,9 +87,10 @@ _live: weakref.WeakSet[_Handle] = weakref.WeakSet()
 os.register_at_fork(after_in_child=_live.clear)
 
 
-def _shutdown(handles: list[_Handle], grace: float) -> None:
+def _shutdown(handles: list[_Handle], grace: float | None) -> None:
     """SIGTERM to every tree, one ``grace`` for all of them together, then
     SIGKILL to what is left; every child reaped, every pipe closed."""
+    grace = check_timeout(grace, "grace")   # before any signal: bad input kills nothing
     try:
         for h in handles:
             h.kill_tree(_signal.SIGTERM)
@@ -103,12 +104,27 @@ def _shutdown(handles: list[_Handle], grace: float) -> None:
             h.close()
 
 
-def shutdown_all(grace: float = 0.5) -> None:
-    """``shutdown(grace)`` of every handle whose children may still run, all
-    at once (so ten children cost one grace, not ten): what luaipc and
+def _check_handles(handles: object, fn: str) -> None:
+    """TypeError unless ``handles`` is a sequence of Process and Pipeline."""
+    if isinstance(handles, (str, bytes)) or not isinstance(handles, Sequence):
+        raise TypeError(f"handles must be a sequence of Process or Pipeline, "
+                        f"not {type(handles).__name__}")
+    for h in handles:
+        if not isinstance(h, _Handle):
+            raise TypeError(f"{fn}() takes Process and Pipeline handles, "
+                            f"not {type(h).__name__}")
+
+
+def shutdown_all(grace: float = 0.5, handles: Sequence[_Handle] | None = None) -> None:
+    """``shutdown(grace)`` of ``handles`` (by default every handle whose
+    children may still run), all at once, so ten children cost one grace,
+    not ten.  Without ``handles`` it is what luaipc and
     ``ipc.cleanup_on_signals()`` do on SIGTERM before the exit handlers,
     whose finalizers would only SIGKILL them."""
-    _shutdown([h for h in list(_live) if not h._pump.done], grace)
+    if handles is None:
+        handles = [h for h in list(_live) if not h._pump.done]
+    _check_handles(handles, "shutdown_all")
+    _shutdown(list(handles), grace)
 
 
 def _finalize(popens: list[subprocess.Popen[bytes]], pump: Pump) -> None:
@@ -458,13 +474,7 @@ def wait_all(handles: Sequence[Process | Pipeline], timeout: float | None = None
     ``wait()``: ``ipc.Timeout`` when it runs out, with every handle left as
     it was (call again to go on); a callback's exception goes through, the
     same way."""
-    if isinstance(handles, (str, bytes)) or not isinstance(handles, Sequence):
-        raise TypeError(f"handles must be a sequence of Process or Pipeline, "
-                        f"not {type(handles).__name__}")
-    for h in handles:
-        if not isinstance(h, _Handle):
-            raise TypeError(f"wait_all() takes Process and Pipeline handles, "
-                            f"not {type(h).__name__}")
+    _check_handles(handles, "wait_all")
     timeout = check_timeout(timeout)
     deadline = Deadline(timeout)
     pending = list(dict.fromkeys(handles))   # once each, in order

@@ -13,7 +13,7 @@ import signal as _signal
 from typing import TYPE_CHECKING, Any
 
 from ..lua.support import lua_file_fd
-from . import Process, _shutdown
+from . import Process, shutdown_all
 from ._pump import READ_SIZE, Pump, wait_any as _wait_any
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def wait_any(*handles: LuaProcess) -> tuple[Any, ...]:
     try:
         _wait_any([h.pump for h in handles], None)
     except KeyboardInterrupt:
-        _shutdown(list(handles), 0.5)  # one grace for all of them
+        shutdown_all(0.5, list(handles))  # one grace for all of them
         return _INTERRUPTED
     except OSError as exc:
         code = exc.errno or _errno.EIO

@@ -1,6 +1,7 @@
 -- ipc.sem: named POSIX semaphores, as LuaIPC's sem module.
 --   sem.open(name [, n]) -> handle | nil, msg, errno
 --   h:inc() -> true;  h:dec([timeout]) -> true/false;  h:close() -> true
+--   h:scope(fn, ...) -> fn's results, the unit given back however fn ends
 -- inc() and a blocking dec() call posix_ipc's bound methods directly (one
 -- crossing into Python, no wrapper); everything else goes through core.
 local S, core = ...
@@ -75,6 +76,16 @@ function methods.close(self)
   local obj = st.obj
   st.closed, st.obj, st.rel, st.acq, st.ptr = true, nil, nil, nil, nil
   return call(core_close, obj)
+end
+
+-- h:scope(fn, ...) -- dec(), fn(...), inc() even when fn raises; fn's
+-- results (nil, msg, errno from dec: fn is not called).
+function methods.scope(self, ...)
+  check(self)
+  local fn = S.checkcallable((...), 2, select("#", ...) < 1)
+  local ok, msg, code = methods.dec(self)
+  if not ok then return nil, msg, code end
+  return S.scope(methods.inc, self, fn, select(2, ...))
 end
 
 new, STATE = S.class("ipc.sem", methods)

@@ -186,7 +186,7 @@ local function sanitize(t, a)
   -- calls that could block forever are made non-blocking first
   local okmt, mt = pcall(debug.getmetatable, self)
   local tn = okmt and mt and mt.__name
-  if tn == "ipc.sem" and id == "sem:dec" then
+  if tn == "ipc.sem" and (id == "sem:dec" or id == "sem:scope") then
     pcall(self.inc, self)
   elseif tn == "ipc.mq" and id == "mq:receive" then
     pcall(self.send, self, "unblock", 0)
