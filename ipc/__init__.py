@@ -17,16 +17,16 @@ TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms of start-up
 __version__ = "0.2.0"
 
 #: The modules LuaIPC has, plus the ones luaipc adds, in ``require`` order.
-MODULES = ("shm", "sem", "mmap", "filelock", "proc", "strfile", "mq")
+MODULES = ("shm", "sem", "mmap", "filelock", "proc", "strfile", "mq", "loop")
 
 # The modules spelled out, not *MODULES: linters and type checkers read
 # __all__ without running it.
 __all__ = ["__version__", "MODULES", "IPCError", "ExistsError", "NotFoundError",
            "PermissionDenied", "Timeout", "Interrupted", "cleanup_on_signals", "lua",
-           "shm", "sem", "mmap", "filelock", "proc", "strfile", "mq"]
+           "shm", "sem", "mmap", "filelock", "proc", "strfile", "mq", "loop"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import filelock, lua, mmap, mq, proc, sem, shm, strfile
+    from . import filelock, loop, lua, mmap, mq, proc, sem, shm, strfile
     from ._signals import cleanup_on_signals
 
 

@@ -30,3 +30,9 @@ def test_python_and_lua_take_turns(engine):
     assert "Python and Lua counted to 200 in 100 round trips" in r.stdout
     assert "saw the number reach 199" in r.stdout
     assert {n for n in set(os.listdir("/dev/shm")) - before if "luaipc-example" in n} == set()
+
+
+def test_loop_supervisor_serves_and_supervises(engine, make_name):
+    r = run_luaipc([str(EXAMPLES / "loop_supervisor.lua"), make_name()], engine=engine)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "12 jobs done, 0 workers restarted, sum of squares 650"

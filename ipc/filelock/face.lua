@@ -49,8 +49,10 @@ local function locker(corefn)
     mode = S.checkoption(mode, 2, "rw", MODES)
     offset = S.optinteger(offset, 3, 0)
     nbytes = S.optinteger(nbytes, 4, 0)
-    local ok
-    ok, msg, code = call(corefn, fd, mode == "r", offset, nbytes)
+    local ok, handled
+    local sus = corefn == core_lock and S.suspend    -- set by ipc.loop (its face)
+    if sus then handled, ok, msg, code = sus("lock", fd, mode == "r", offset, nbytes) end
+    if not handled then ok, msg, code = call(corefn, fd, mode == "r", offset, nbytes) end
     if ok then refresh(f); return true end
     if ok == false then return false end
     return nil, msg, code

@@ -76,7 +76,13 @@ function methods.send(self, ...)
     prio = toint(prio)
   end
   if pcall(st.send, msg, nil, prio) then return true end
-  return S.call(py_send, st.q, msg, t, prio)         -- full (or an error)
+  local sus, q = S.suspend, st.q                     -- set by ipc.loop (its face)
+  if sus then
+    local handled, ok, m, e = sus("mq", q, true, t,
+                                  function() return S.call(py_send, q, msg, 0, prio) end)
+    if handled then return ok, m, e end
+  end
+  return S.call(py_send, q, msg, t, prio)            -- full (or an error)
 end
 
 local function received(ok, ...)
@@ -89,7 +95,13 @@ function methods.receive(self, t)
   t = timeout(t, 2)
   local data, prio = received(pcall(st.receive))
   if data then return data, prio end
-  return S.call(py_receive, st.q, t)                 -- empty (or an error)
+  local sus, q = S.suspend, st.q                     -- set by ipc.loop (its face)
+  if sus then
+    local handled, a, b, c = sus("mq", q, false, t,
+                                 function() return S.call(py_receive, q, 0) end)
+    if handled then return a, b, c end
+  end
+  return S.call(py_receive, q, t)                    -- empty (or an error)
 end
 
 -- Not in the issue, but cheap and handy: how many messages wait now.

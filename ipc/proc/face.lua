@@ -107,6 +107,8 @@ function methods.write(self, ...)
     end
   end
   st.n = n
+  local poke = S.poke          -- set by ipc.loop: a task waiting on this
+  if poke then poke(st.core) end   -- handle takes the new input at once
   return true
 end
 
@@ -210,7 +212,14 @@ function methods.wait(self)
         fast = false                  -- EOF or a failed read: step says which
       end
     else
-      local ok, msg, code = turn(st, cb, cstep(c, queued(st), st.eof))
+      local sus, ok, msg, code = S.suspend, nil, nil, nil   -- set by ipc.loop
+      if sus and sus("proc", st.n > 0 or st.eof, c) then
+        -- An ipc.loop task: the loop did the waiting, so step must not.
+        -- (The input is taken after it: a write may have come meanwhile.)
+        ok, msg, code = turn(st, cb, cstep_now(c, queued(st), st.eof))
+      else
+        ok, msg, code = turn(st, cb, cstep(c, queued(st), st.eof))
+      end
       if not ok then return nil, msg, code end
       fast = (msg == 1)
     end
@@ -255,7 +264,10 @@ function M.waitall(...)
       end
     end
     if left == 0 then break end
-    local _, msg, code = cwait_any(unpack(cores, 1, left))
+    local sus, msg, code = S.suspend, nil, nil       -- set by ipc.loop
+    if not (sus and sus("proc", false, unpack(cores, 1, left))) then
+      msg, code = select(2, cwait_any(unpack(cores, 1, left)))
+    end
     if msg then
       if code == nil then S.error(msg) end            -- Ctrl-C: "interrupted!"
       return nil, msg, code

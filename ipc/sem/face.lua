@@ -57,6 +57,11 @@ function methods.dec(self, timeout)
   local st = STATE[self] or check(self)
   local acq = st.acq
   if acq == nil then check(self) end               -- closed
+  local sus = S.suspend                            -- set by ipc.loop (its face)
+  if sus then
+    local handled, ok, msg, code = sus("sem", st.obj, timeout)
+    if handled then return ok, msg, code end
+  end
   if timeout ~= nil then
     local t = timeout
     if type(t) ~= "number" then t = S.checknumber(timeout, 2) end

@@ -17,7 +17,7 @@
 -- to the fuzz's own working directory), so nothing outside the fuzz's own
 -- objects and files can be touched, and leftovers are found by name.
 local PREFIX, WORKDIR, NAMELOG = ...
-local MODS = { "shm", "sem", "mmap", "filelock", "proc", "strfile", "mq" }
+local MODS = { "shm", "sem", "mmap", "filelock", "proc", "strfile", "mq", "loop" }
 local M = {}
 for _, m in ipairs(MODS) do M[m] = require("ipc." .. m) end
 local EOF = M.proc.EOF
@@ -59,6 +59,7 @@ local MAKERS = {
                         { stdin = true, stdout = true, stderr = true, callback = noop })
   end,
   proc_plain = function() return M.proc.spawn("true", {}) end,
+  loop = function() return M.loop.spawn(noop) end,
 }
 
 -- Every method of every handle kind, found from the handles themselves.
@@ -72,7 +73,7 @@ for _, m in ipairs(MODS) do
   table.sort(keys)
   for _, k in ipairs(keys) do add(m .. "." .. k, M[m][k], "func", m) end
 end
-for _, m in ipairs({ "shm", "sem", "mq", "mmap", "strfile", "proc" }) do
+for _, m in ipairs({ "shm", "sem", "mq", "mmap", "strfile", "proc", "loop" }) do
   local h = assert(MAKERS[m]())
   local mt = debug.getmetatable(h)
   local keys = {}
@@ -142,7 +143,9 @@ local function get(key)
     v = h
   elseif closed and MAKERS[cmod] then
     local h = assert(MAKERS[cmod]())
-    if h.close then h:close() else h:wait() end   -- a process: reaped, so invalid
+    if h.close then h:close()
+    elseif h.cancel then h:cancel()               -- a task: ended
+    else h:wait() end                             -- a process: reaped, so invalid
     v = h
   elseif SPECIAL[key] then
     v = SPECIAL[key]()
@@ -180,6 +183,9 @@ local function sanitize(t, a)
   elseif id == "proc.spawn" and type(v) == "string" then
     -- never a random shell command: a comment after `true`
     a[1] = "true #" .. v:gsub("[\n\r]", " ")
+  end
+  if id == "loop.sleep" and type(v) == "number" and v > 0.01 then
+    a[1] = 0.01                       -- a sleep is no fault: keep it short
   end
   local self = a[1]
   if not t.method or not handle_kind(self) then return end

@@ -1,0 +1,216 @@
+"""Core functions for the Lua face of ipc.loop (face.lua).
+
+The scheduler (tasks, timers, wake order) is Lua; this is what it waits
+with: one ``select.epoll`` per loop, made by ``new()`` and kept for the
+loop's life, over descriptors the faces' blocking calls name (a message
+queue's, a child's pipes and pidfd) and one eventfd that the helper
+threads standing in for semaphores and fcntl locks write (``_standin``).
+Each wait is a token (an int): ``wait()`` gives back the tokens that are
+ready, and the face resumes their tasks.  A watched descriptor is
+``dup``-ed, so that two tasks may wait on one queue (epoll takes a
+descriptor once) and a handle closed meanwhile cannot confuse the epoll.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import threading
+import time
+from typing import Any
+
+from .._timeout import FOREVER
+from ..filelock import _os as _lockos
+from ._standin import LockWaiter, SemWaiter, pump_fds
+
+__all__ = ["new", "wait", "fd", "sem", "lock", "proc", "result", "cancel", "close",
+           "mqfd", "now", "pause", "FOREVER"]
+
+_IN = select.EPOLLIN | select.EPOLLPRI | select.EPOLLERR | select.EPOLLHUP
+_OUT = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+
+
+class Poller:
+    """One loop's epoll, its eventfd and its waits."""
+
+    def __init__(self) -> None:
+        self.ep = select.epoll()
+        self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.ep.register(self.efd, select.EPOLLIN)
+        self.next = 0
+        self.owner: dict[int, int] = {}            # watched fd -> token
+        self.fds: dict[int, list[int]] = {}        # token -> its fds (ours to close)
+        self.helpers: dict[int, Any] = {}          # token -> _standin waiter
+        self.done: list[int] = []                  # tokens helpers ended (any thread)
+        self.done_lock = threading.Lock()
+        self.stopped: list[Any] = []               # cancelled helpers, joined at close
+
+    def token(self) -> int:
+        self.next += 1
+        return self.next
+
+    def notifier(self, token: int) -> Any:
+        def notify() -> None:
+            with self.done_lock:
+                self.done.append(token)
+            try:
+                os.eventfd_write(self.efd, 1)
+            except OSError:  # the loop has closed: nobody waits any more
+                pass
+        return notify
+
+    def watch(self, token: int, fds: list[tuple[int, int]], own: list[int]) -> None:
+        mine = self.fds[token] = []
+        for fd, events in fds:
+            d = os.dup(fd)
+            mine.append(d)
+            self.owner[d] = token
+            self.ep.register(d, _OUT if events & select.POLLOUT else _IN)
+        for d in own:
+            mine.append(d)
+            self.owner[d] = token
+            self.ep.register(d, _IN)
+
+    def drop(self, token: int) -> None:
+        for d in self.fds.pop(token, ()):
+            del self.owner[d]
+            self.ep.unregister(d)
+            os.close(d)
+
+
+def new() -> Poller:
+    return Poller()
+
+
+def now() -> float:
+    return time.monotonic()
+
+
+def pause(s: float) -> bool:
+    """loop.sleep outside a loop task: a plain sleep (Ctrl-C ends it)."""
+    time.sleep(s)
+    return True
+
+
+def wait(p: Poller, timeout: float | None) -> tuple[Any, ...]:
+    """Sleep in the epoll until a wait is ready or ``timeout`` (None: no
+    end) passes: ``(now, token, token...)``.  Ctrl-C raises here (the face
+    ends run with "interrupted!")."""
+    events = p.ep.poll(-1 if timeout is None else max(timeout, 0.0))
+    ready: list[Any] = [time.monotonic()]
+    for d, _ev in events:
+        if d == p.efd:
+            try:
+                os.eventfd_read(p.efd)
+            except BlockingIOError:
+                pass
+            with p.done_lock:
+                done, p.done = p.done, []
+            ready += [t for t in done if t in p.helpers]
+            continue
+        t = p.owner.get(d)
+        if t is not None:
+            p.drop(t)
+            ready.append(t)
+    return tuple(ready)
+
+
+def fd(p: Poller, fd: int, write: bool) -> int:
+    """A token that becomes ready when ``fd`` is readable (writable)."""
+    t = p.token()
+    p.watch(t, [(fd, select.POLLOUT if write else select.POLLIN)], [])
+    return t
+
+
+def mqfd(q: Any) -> int:
+    """The descriptor of an ipc.mq handle (posix_ipc's ``mqd``: on Linux a
+    descriptor that polls readable with a message, writable with room)."""
+    send, _receive = q.os_calls()
+    return int(send.__self__.mqd)
+
+
+def sem(p: Poller, s: Any) -> int:
+    """0 if a unit of ipc Semaphore ``s`` was taken at once, else a token
+    whose helper takes one (``result`` then says it is the task's)."""
+    if s.dec(0):
+        return 0
+    t = p.token()
+    w = p.helpers[t] = SemWaiter(s, p.notifier(t))
+    w.start()
+    return t
+
+
+def lock(p: Poller, fd: int, shared: bool, offset: float, nbytes: float) -> int:
+    """As sem(), for an fcntl record lock (0: taken at once)."""
+    op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    if _lockos.trylock(fd, op, int(offset), int(nbytes)):
+        return 0
+    t = p.token()
+    w = p.helpers[t] = LockWaiter(fd, shared, int(offset), int(nbytes), p.notifier(t))
+    w.start()
+    return t
+
+
+def proc(p: Poller, writing: bool, *handles: Any) -> int:
+    """0 if one of the ipc.proc ``handles`` can move now, else a token
+    ready when one of their pipes (or, all closed, a pidfd) is: h:wait()
+    gives one handle, proc.waitall several."""
+    fds: list[tuple[int, int]] = []
+    pidfds: list[int] = []          # new descriptors: ours to close
+    try:
+        for h in handles:
+            what = pump_fds(h.pump, writing)
+            if what is None:        # it can move now: no wait
+                break
+            fds += what[0]
+            pidfds += what[1]
+        else:
+            t = p.token()
+            try:
+                p.watch(t, fds, pidfds)
+            except BaseException:   # half-way (EMFILE on a dup): undo it
+                pidfds = [d for d in pidfds if d not in p.fds.get(t, ())]
+                p.drop(t)
+                raise
+            pidfds = []             # the watch owns them now
+            return t
+    finally:
+        for d in pidfds:
+            os.close(d)
+    return 0
+
+
+def result(p: Poller, t: int) -> bool:
+    """A ready token's outcome: True, or the helper's error raised."""
+    w = p.helpers.pop(t, None)
+    if w is None:
+        return True
+    return bool(w.result())
+
+
+def cancel(p: Poller, t: int, give_back: bool) -> bool:
+    """Forget a wait.  True if a helper had taken the unit anyway and
+    ``give_back`` is false (a timeout that raced the wake: the task keeps
+    it); else anything taken is returned."""
+    p.drop(t)
+    w = p.helpers.pop(t, None)
+    if w is None:
+        return False
+    kept = w.cancel(give_back)
+    p.stopped.append(w)
+    return bool(kept)
+
+
+def close(p: Poller) -> bool:
+    """End every wait (giving back what helpers took) and wait for the
+    helpers, so that once run() returns nothing of the loop holds a unit."""
+    for t in list(p.helpers):
+        cancel(p, t, True)
+    for t in list(p.fds):
+        p.drop(t)
+    stopped, p.stopped = p.stopped, []
+    for w in stopped:
+        w.join()
+    p.ep.close()
+    os.close(p.efd)
+    return True
