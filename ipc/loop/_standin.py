@@ -1,5 +1,5 @@
 """What stands in for a descriptor where the OS gives none, shared by the
-Lua loop (``ipc/loop/lua.py``) and asyncio (``ipc/aio.py``).
+Lua loop (``ipc/loop/lua.py``) and asyncio (``ipc/loop/__init__.py``).
 
 A POSIX semaphore and an fcntl lock cannot be polled.  A helper thread per
 waited object does the blocking part and then calls ``notify`` (the Lua
@@ -14,15 +14,13 @@ never neither.
 from __future__ import annotations
 
 import fcntl
-import os
-import select
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ..filelock import _os as _lockos
 
-__all__ = ["SemWaiter", "LockWaiter", "pump_fds"]
+__all__ = ["SemWaiter", "LockWaiter", "mq_fd"]
 
 #: A semaphore helper waits in ``dec`` slices this long (ipc.sem's own
 #: slices inside: 0.05 s growing to 1 s), checking for cancellation between
@@ -167,31 +165,8 @@ class LockWaiter(_Waiter):
             pass
 
 
-def pump_fds(pump: Any, writing: bool) -> tuple[list[tuple[int, int]], list[int]] | None:
-    """What to poll for one ``ipc.proc`` Pump to be able to move:
-    ``([(fd, events)...], pidfds)``, the pidfds new (the caller closes
-    them); None if it can move now.  As ``_pump.wait_any`` does for many:
-    a pipe made blocking for the one-pipe shortcut goes back to
-    non-blocking, which a shared loop needs."""
-    if pump.done:
-        return None
-    if pump.blocking >= 0:
-        os.set_blocking(pump.blocking, False)
-        pump.blocking, pump.blocking_name = -1, None
-    fds = [(fd, select.POLLIN) for fd in pump.names]
-    want_out = pump.in_fd >= 0 and (writing or pump.writing)
-    if want_out:
-        fds.append((pump.in_fd, select.POLLOUT))
-    pidfds: list[int] = []
-    if not fds:
-        for popen in pump.popens:
-            if popen.returncode is None:
-                try:
-                    pidfds.append(os.pidfd_open(popen.pid))
-                except ProcessLookupError:  # reaped already: step() sees it
-                    for fd in pidfds:
-                        os.close(fd)
-                    return None
-        if not pidfds:
-            return None
-    return fds, pidfds
+def mq_fd(q: Any) -> int:
+    """The descriptor of an ipc.mq handle (posix_ipc's ``mqd``: on Linux a
+    descriptor that polls readable with a message, writable with room)."""
+    send, _receive = q.os_calls()
+    return int(send.__self__.mqd)

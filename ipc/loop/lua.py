@@ -21,7 +21,8 @@ from typing import Any
 
 from .._timeout import FOREVER
 from ..filelock import _os as _lockos
-from ._standin import LockWaiter, SemWaiter, pump_fds
+from ..proc._pump import pump_fds
+from ._standin import LockWaiter, SemWaiter, mq_fd
 
 __all__ = ["new", "wait", "fd", "sem", "lock", "proc", "result", "cancel", "close",
            "mqfd", "now", "pause", "FOREVER"]
@@ -123,10 +124,8 @@ def fd(p: Poller, fd: int, write: bool) -> int:
 
 
 def mqfd(q: Any) -> int:
-    """The descriptor of an ipc.mq handle (posix_ipc's ``mqd``: on Linux a
-    descriptor that polls readable with a message, writable with room)."""
-    send, _receive = q.os_calls()
-    return int(send.__self__.mqd)
+    """The descriptor of an ipc.mq handle, to poll."""
+    return mq_fd(q)
 
 
 def sem(p: Poller, s: Any) -> int:

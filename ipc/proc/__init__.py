@@ -50,6 +50,7 @@ from ._launch import Command, chain, popen, redirect
 from ._pump import (
     READ_SIZE as READ_SIZE,  # re-exported: the size of a chunk
     Pump,
+    pump_fds,
     wait_any,
     wait_exit,
 )
@@ -313,6 +314,12 @@ class _Handle:
                 v.send_signal(sig)
             except psutil.Error:
                 pass
+
+    def descriptors(self) -> tuple[list[tuple[int, int]], list[int]] | None:
+        """For an event loop: what to poll before the next ``step(0)`` can
+        move, ``([(fd, select.POLLIN or POLLOUT)...], pidfds)``, the pidfds
+        new and the caller's to close; None if ``step(0)`` can move now."""
+        return pump_fds(self._pump, False)
 
     def shutdown(self, grace: float = 1.0) -> None:
         """Terminate the whole tree, wait up to ``grace`` seconds, then kill

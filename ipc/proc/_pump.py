@@ -302,3 +302,33 @@ def wait_any(pumps: list[Pump], timeout: float | None) -> None:
     finally:
         for fd in pidfds:
             os.close(fd)
+
+
+def pump_fds(pump: Any, writing: bool) -> tuple[list[tuple[int, int]], list[int]] | None:
+    """What to poll for one ``ipc.proc`` Pump to be able to move:
+    ``([(fd, events)...], pidfds)``, the pidfds new (the caller closes
+    them); None if it can move now.  As ``_pump.wait_any`` does for many:
+    a pipe made blocking for the one-pipe shortcut goes back to
+    non-blocking, which a shared loop needs."""
+    if pump.done:
+        return None
+    if pump.blocking >= 0:
+        os.set_blocking(pump.blocking, False)
+        pump.blocking, pump.blocking_name = -1, None
+    fds = [(fd, select.POLLIN) for fd in pump.names]
+    want_out = pump.in_fd >= 0 and (writing or pump.writing)
+    if want_out:
+        fds.append((pump.in_fd, select.POLLOUT))
+    pidfds: list[int] = []
+    if not fds:
+        for popen in pump.popens:
+            if popen.returncode is None:
+                try:
+                    pidfds.append(os.pidfd_open(popen.pid))
+                except ProcessLookupError:  # reaped already: step() sees it
+                    for fd in pidfds:
+                        os.close(fd)
+                    return None
+        if not pidfds:
+            return None
+    return fds, pidfds

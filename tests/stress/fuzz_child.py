@@ -27,6 +27,7 @@ left behind after the child has exited).
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import faulthandler
 import gc
@@ -379,6 +380,24 @@ def py_main(examples: int, prefix: str, workdir: Path, report: dict) -> None:
             return ex.get(v.key)
         return v
 
+    def _settle(result):
+        """ipc.loop's coroutines and async context managers, awaited (at
+        most 0.3 s: a wait that would go on is cancelled, which must leave
+        nothing taken)."""
+        async def use(cm):
+            async with cm:
+                pass
+        if isinstance(result, contextlib.AbstractAsyncContextManager):
+            result = use(result)
+        if not inspect.iscoroutine(result):
+            return result
+        try:
+            return asyncio.run(asyncio.wait_for(result, 0.3))
+        except asyncio.TimeoutError as exc:
+            if isinstance(exc, ipc.IPCError):
+                raise
+            return None
+
     def one_call(ex, tid, obj, cls, self_v, args, kwargs):
         args = [resolve(ex, a) for a in args]
         kwargs = {k: resolve(ex, v) for k, v in kwargs.items()}
@@ -399,6 +418,7 @@ def py_main(examples: int, prefix: str, workdir: Path, report: dict) -> None:
                     result = getattr(self_v, obj)      # a property or an attribute
                 else:
                     result = getattr(self_v, obj)(*args, **kwargs)
+            result = _settle(result)
             kind = "ok"
             if result is not None and not isinstance(result, (int, float, bytes, str, bool,
                                                               tuple, list, dict)):
