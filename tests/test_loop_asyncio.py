@@ -240,3 +240,32 @@ def test_bad_lock_mode_changes_nothing(tmp_path):
                 pass
     with pytest.raises(ValueError, match="mode"):
         _run(main())
+
+
+def test_under_anyio_asyncio_backend(make_name):
+    """The same calls from anyio code (its asyncio backend), with anyio's
+    own cancel scopes doing the timing out."""
+    anyio = pytest.importorskip("anyio")
+    s = sem.open(make_name(), 1)
+    q = mq.open(make_name(), 4, 64)
+    try:
+        async def main():
+            got = []
+            async with anyio.create_task_group() as tg:
+                async def rx():
+                    got.append(await aio.receive(q))
+                for _ in range(3):
+                    tg.start_soon(rx)
+                await anyio.sleep(0.05)
+                for m in (b"a", b"b", b"c"):
+                    await aio.send(q, m)
+            async with aio.holding(s):
+                with anyio.move_on_after(0.05) as scope:
+                    await aio.acquire(s)          # held: cancelled by the scope
+            h = proc.spawn(["true"])
+            return sorted(d for d, _ in got), scope.cancelled_caught, await aio.wait(h)
+        assert anyio.run(main, backend="asyncio") == ([b"a", b"b", b"c"], True, 0)
+        assert s.value == 1                       # the cancelled acquire took nothing
+    finally:
+        s.close()
+        q.close()
