@@ -41,6 +41,7 @@ EXPECTED = {
     "proc stdout callback": {e: ["subprocess, 64 KiB reads"] for e in ALL},
     "proc stdout callback, varied data": {e: ["subprocess, 64 KiB reads"] for e in ALL},
     "proc 4 children x 0.2 s, fed and drained": {
+        **{e: ["proc, h:wait() on each in turn"] for e in LUA},
         "python": ["subprocess.communicate, a thread each", "proc, wait() on each in turn"]},
     "loop sem ping-pong": {e: ["the same, blocking (no loop)"] for e in LUA},
     "loop wake 50 tasks": {e: ["blocking inc+dec (no loop)"] for e in LUA},

@@ -162,9 +162,40 @@ def _many_group() -> Group:
                  goal=("<=", 1.5), note="wait_all: about the slowest child, not the sum")
 
 
+LUA_MANY = """
+local proc = require "ipc.proc"
+local worker, input, together = ...
+return function()
+  local got, hs = 0, {}
+  for i = 1, 4 do
+    hs[i] = assert(proc.spawn(worker, { stdin = true, stdout = true,
+                                        callback = function(_, d) got = got + #d end }))
+    hs[i]:write(input, proc.EOF)
+  end
+  if together then proc.waitall(hs) else for i = 1, 4 do hs[i]:wait() end end
+  assert(got == 4 * 65536, got)
+end
+"""
+
+
+def _many_lua_group(engine: str, runtime) -> Group:
+    import shlex
+    cmd, data = shlex.join(_WORKER).encode(), _INPUT
+
+    def run(together: bool):
+        return runtime.execute(LUA_MANY, cmd, data, together)
+    return Group("proc 4 children x 0.2 s, fed and drained", engine, "ms",
+                 _ms(run(True)),
+                 [Ref("proc, h:wait() on each in turn", _ms(run(False)))],
+                 goal=("<=", 0.5), note="proc.waitall: about the slowest child, not the sum")
+
+
 def groups(st: Settings, engines, runtimes, _scratch):
     for varied in (False, True):
         for engine in engines:
             yield lambda e=engine, v=varied: _group(st, e, runtimes(e), v)
-    if "python" in engines:
-        yield _many_group
+    for engine in engines:
+        if engine == "python":
+            yield _many_group
+        else:
+            yield lambda e=engine: _many_lua_group(e, runtimes(e))
