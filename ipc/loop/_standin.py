@@ -35,6 +35,10 @@ LOCK_BACKOFF = (0.001, 0.05)
 class _Waiter:
     """A helper thread's wait on one object; ``notify()`` once it ended."""
 
+    #: Whether ``_wait`` itself records ``taken`` under the lock (so that
+    #: a cancel and the take cannot cross): then ``_run`` leaves it be.
+    TAKEN_BY_WAIT = False
+
     def __init__(self, notify: Callable[[], None]) -> None:
         self.notify = notify
         self.lock = threading.Lock()
@@ -59,7 +63,9 @@ class _Waiter:
                 return
             with self.lock:
                 cancelled = self.cancelled
-                if cancelled:
+                if self.TAKEN_BY_WAIT:
+                    pass                 # recorded (or given back by cancel) already
+                elif cancelled:
                     self._give_back()
                 else:
                     self.taken = True
@@ -124,6 +130,8 @@ class LockWaiter(_Waiter):
     """An fcntl record lock on ``fd`` taken by a helper thread.  (fcntl
     locks belong to the process, not the thread, so the task holds it.)"""
 
+    TAKEN_BY_WAIT = True
+
     def __init__(self, fd: int, shared: bool, offset: int, nbytes: int,
                  notify: Callable[[], None]) -> None:
         super().__init__(notify)
@@ -143,20 +151,6 @@ class LockWaiter(_Waiter):
                     return True
             self.wake.wait(pause)
             pause = min(pause * 2, most)
-
-    def _run(self) -> None:
-        # taken is set under the lock by _wait itself (see there).
-        try:
-            got = self._wait()
-        except BaseException as exc:  # noqa: BLE001  (reported to the waiting task)
-            with self.lock:
-                self.error = exc
-                cancelled = self.cancelled
-            if not cancelled:
-                self.notify()
-            return
-        if got:
-            self.notify()
 
     def _give_back(self) -> None:
         try:

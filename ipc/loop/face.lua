@@ -55,15 +55,8 @@ local function check(self)
   return st
 end
 
--- The timeout rule (ipc/_timeout.py): nil or negative waits forever, 0
--- tries once, more than FOREVER is forever.
-local function timeout(t, n)
-  if t == nil then return nil end
-  if type(t) ~= "number" then t = S.checknumber(t, n) end
-  if t ~= t then S.argerror(n, "timeout is NaN") end
-  if t < 0 or t > FOREVER then return nil end
-  return t
-end
+-- Absent or negative: nil (block); 0: try once; t: wait at most t seconds.
+local function timeout(t, n) return S.timeout(t, n, FOREVER) end
 
 -- -- timers: a binary heap of { at, seq, st } ---------------------------------
 

@@ -166,6 +166,16 @@ function S.optnumber(v, n, default)
   return S.checknumber(v, n)
 end
 
+-- The timeout rule (ipc/_timeout.py) for argument n: nil, negative or more
+-- than `forever` waits forever (nil); 0 tries once; t waits at most t s.
+function S.timeout(t, n, forever)
+  if t == nil then return nil end
+  if type(t) ~= "number" then t = S.checknumber(t, n) end
+  if t ~= t then S.argerror(n, "timeout is NaN") end
+  if t < 0 or t > forever then return nil end
+  return t
+end
+
 -- luaL_checkoption: `list` is a set {name = true}.
 function S.checkoption(v, n, default, list)
   if v == nil and default ~= nil then v = default end
