@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import os
 import select
+import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -126,8 +127,10 @@ class _Ready:
                 f.set_result(None)
 
 
-#: One per event loop (a loop's readers are its own).
-_ready: dict[asyncio.AbstractEventLoop, _Ready] = {}
+#: One per event loop (a loop's readers are its own); weak, so a closed
+#: loop that is dropped takes its entry with it.
+_ready: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ready] = \
+    weakref.WeakKeyDictionary()
 
 
 def _readiness() -> _Ready:
@@ -135,8 +138,6 @@ def _readiness() -> _Ready:
     r = _ready.get(loop)
     if r is None:
         r = _ready[loop] = _Ready()
-        for dead in [lp for lp in _ready if lp.is_closed()]:
-            del _ready[dead]
     return r
 
 
