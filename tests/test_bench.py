@@ -45,6 +45,7 @@ EXPECTED = {
         "python": ["subprocess.communicate, a thread each", "proc, wait() on each in turn"]},
     "loop sem ping-pong": {e: ["the same, blocking (no loop)"] for e in LUA},
     "loop wake 50 tasks": {e: ["blocking inc+dec (no loop)"] for e in LUA},
+    "loop asyncio 100 receives on 10 queues": {"python": ["blocking receive, queue by queue"]},
 }
 
 UNITS = {"us": "lower", "ms": "lower", "MB/s": "higher"}

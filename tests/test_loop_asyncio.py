@@ -172,6 +172,31 @@ def test_a_cancelled_receive_leaves_the_message_and_send_waits_for_room(make_nam
         q.close()
 
 
+def test_a_woken_receive_cancelled_before_it_tries_hands_its_turn_on(make_name):
+    """A message wakes one waiter of its queue, not all (ipc/loop/__init__.py,
+    _Ready); if that one is cancelled before it has tried, the next waiter
+    gets the message: no wake-up is lost."""
+    q = mq.open(make_name(), 4, 16)
+    try:
+        async def main():
+            from ipc.loop import _ready
+            from ipc.loop._standin import mq_fd
+            first = asyncio.ensure_future(aio.receive(q))
+            second = asyncio.ensure_future(aio.receive(q))
+            await asyncio.sleep(0.02)                 # both wait
+            q.send(b"one")
+            await asyncio.sleep(0)                    # the reader fires: `first` is woken
+            await asyncio.sleep(0)
+            waiters = _ready[asyncio.get_running_loop()].waiting[(mq_fd(q), False)]
+            woken = (waiters.woken, len(waiters.futs))
+            first.cancel()                            # before it could try
+            await asyncio.gather(first, return_exceptions=True)
+            return woken, first.cancelled(), await asyncio.wait_for(second, 5)
+        assert _run(main()) == ((1, 1), True, (b"one", 0))
+    finally:
+        q.close()
+
+
 def test_wait_drives_many_processes_at_once():
     async def main():
         out: dict[int, bytes] = {}

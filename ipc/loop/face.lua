@@ -310,7 +310,11 @@ local function suspend(kind, ...)
     while true do
       local left = deadline and deadline - call(cnow)
       if left and left <= 0 then return true, false end
-      if await(call(cfd, p, fd, b), left) == "timeout" then return true, false end
+      -- No descriptor to wait with (EMFILE on the dup): an OS failure of
+      -- the call, nil, msg, errno, as outside a loop; nothing was taken.
+      local tok, msg, code = call(cfd, p, fd, b)
+      if tok == nil then return true, nil, msg, code end
+      if await(tok, left) == "timeout" then return true, false end
       local r1, r2, r3 = d()
       if r1 ~= false then return true, r1, r2, r3 end  -- else another was first
     end
@@ -321,7 +325,10 @@ local function suspend(kind, ...)
     await(tok, nil)
     return true, call(cresult, p, tok)
   elseif kind == "proc" then              -- a: writing, b...: LuaProcess cores
-    local tok = call(cproc, p, ...)
+    -- true, true once one can move; true, nil, msg, errno if the wait
+    -- cannot be set up (EMFILE: the faces return that triple)
+    local tok, msg, code = call(cproc, p, ...)
+    if tok == nil then return true, nil, msg, code end
     if tok ~= 0 then
       -- For poke (no pcall to clean up after: 5.1 cannot yield across it;
       -- an entry whose token is gone is stale and ignored).
@@ -329,7 +336,7 @@ local function suspend(kind, ...)
       for i = 2, select("#", ...) do pw[(select(i, ...))] = { st, tok } end
       await(tok, nil)
     end
-    return true
+    return true, true
   end
   return false
 end

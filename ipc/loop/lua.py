@@ -9,6 +9,17 @@ Each wait is a token (an int): ``wait()`` gives back the tokens that are
 ready, and the face resumes their tasks.  A watched descriptor is
 ``dup``-ed, so that two tasks may wait on one queue (epoll takes a
 descriptor once) and a handle closed meanwhile cannot confuse the epoll.
+
+A loop is its process's.  A child forked while it runs (``os.fork`` from a
+task) has a copy of it whose helper threads did not survive the fork and
+whose epoll and eventfd are the parent's own (one open file each, shared):
+were the child to wait in it, it would hang, and it could read the wake-ups
+meant for the parent, unregister the parent's descriptors, or give back
+units that the parent's helpers took.  So in a child every wait is a clear
+error (``Forked``), and ending the copied loop only closes the child's
+copies of the descriptors.  The child may start a loop of its own once the
+copy has ended.  (A ``proc`` child execs and inherits nothing: every
+descriptor here is close-on-exec.)
 """
 from __future__ import annotations
 
@@ -27,6 +38,11 @@ from ._standin import LockWaiter, SemWaiter, mq_fd
 __all__ = ["new", "wait", "fd", "sem", "lock", "proc", "result", "cancel", "close",
            "mqfd", "now", "pause", "FOREVER"]
 
+class Forked(RuntimeError):
+    """A wait in a loop that a forked child inherited (not an OSError: it
+    is a misuse, so the Lua face raises it as an error)."""
+
+
 _IN = select.EPOLLIN | select.EPOLLPRI | select.EPOLLERR | select.EPOLLHUP
 _OUT = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 
@@ -35,8 +51,13 @@ class Poller:
     """One loop's epoll, its eventfd and its waits."""
 
     def __init__(self) -> None:
+        self.pid = os.getpid()
         self.ep = select.epoll()
-        self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        try:
+            self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        except BaseException:      # EMFILE: the epoll alone would be left open
+            self.ep.close()
+            raise
         self.ep.register(self.efd, select.EPOLLIN)
         self.next = 0
         self.owner: dict[int, int] = {}            # watched fd -> token
@@ -60,22 +81,48 @@ class Poller:
                 pass
         return notify
 
+    def mine(self) -> None:
+        """Raise Forked in a child that inherited this loop (see above)."""
+        if self.pid != os.getpid():
+            raise Forked(f"ipc.loop: this loop belongs to process {self.pid}; a forked "
+                         f"child cannot wait in it (once it has ended, start a loop "
+                         f"of the child's own)")
+
     def watch(self, token: int, fds: list[tuple[int, int]], own: list[int]) -> None:
-        mine = self.fds[token] = []
-        for fd, events in fds:
-            d = os.dup(fd)
-            mine.append(d)
+        """Watch dups of ``fds`` and ``own`` (then the token's to close)
+        for ``token``.  All or nothing: on a failure (EMFILE on a dup;
+        ENOSPC, ENOMEM from epoll_ctl) what was done is undone, the dups
+        closed and ``own`` left to the caller, so a wait that fails leaves
+        no descriptor and no stale registration behind."""
+        dups: list[int] = []
+        registered: list[int] = []
+        try:
+            for fd, events in fds:
+                d = os.dup(fd)
+                dups.append(d)
+                self.ep.register(d, _OUT if events & select.POLLOUT else _IN)
+                registered.append(d)
+            for d in own:
+                self.ep.register(d, _IN)
+                registered.append(d)
+        except BaseException:
+            for d in registered:
+                self.ep.unregister(d)
+            for d in dups:
+                os.close(d)
+            raise
+        self.fds[token] = mine = dups + list(own)
+        for d in mine:
             self.owner[d] = token
-            self.ep.register(d, _OUT if events & select.POLLOUT else _IN)
-        for d in own:
-            mine.append(d)
-            self.owner[d] = token
-            self.ep.register(d, _IN)
 
     def drop(self, token: int) -> None:
         for d in self.fds.pop(token, ()):
             del self.owner[d]
-            self.ep.unregister(d)
+            # Not in a forked child: the epoll is the parent's too, and an
+            # unregister there would end the parent's wait (closing the
+            # child's copy of d leaves the parent's registration be).
+            if self.pid == os.getpid():
+                self.ep.unregister(d)
             os.close(d)
 
 
@@ -97,6 +144,7 @@ def wait(p: Poller, timeout: float | None) -> tuple[Any, ...]:
     """Sleep in the epoll until a wait is ready or ``timeout`` (None: no
     end) passes: ``(now, token, token...)``.  Ctrl-C raises here (the face
     ends run with "interrupted!")."""
+    p.mine()
     events = p.ep.poll(-1 if timeout is None else max(timeout, 0.0))
     ready: list[Any] = [time.monotonic()]
     for d, _ev in events:
@@ -118,6 +166,7 @@ def wait(p: Poller, timeout: float | None) -> tuple[Any, ...]:
 
 def fd(p: Poller, fd: int, write: bool) -> int:
     """A token that becomes ready when ``fd`` is readable (writable)."""
+    p.mine()
     t = p.token()
     p.watch(t, [(fd, select.POLLOUT if write else select.POLLIN)], [])
     return t
@@ -131,22 +180,26 @@ def mqfd(q: Any) -> int:
 def sem(p: Poller, s: Any) -> int:
     """0 if a unit of ipc Semaphore ``s`` was taken at once, else a token
     whose helper takes one (``result`` then says it is the task's)."""
+    p.mine()
     if s.dec(0):
         return 0
     t = p.token()
-    w = p.helpers[t] = SemWaiter(s, p.notifier(t))
-    w.start()
+    w = SemWaiter(s, p.notifier(t))
+    w.start()          # (before it is recorded: a thread that cannot start is no wait)
+    p.helpers[t] = w   # before wait() runs again (this thread), so its notify counts
     return t
 
 
 def lock(p: Poller, fd: int, shared: bool, offset: float, nbytes: float) -> int:
     """As sem(), for an fcntl record lock (0: taken at once)."""
+    p.mine()
     op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     if _lockos.trylock(fd, op, int(offset), int(nbytes)):
         return 0
     t = p.token()
-    w = p.helpers[t] = LockWaiter(fd, shared, int(offset), int(nbytes), p.notifier(t))
+    w = LockWaiter(fd, shared, int(offset), int(nbytes), p.notifier(t))
     w.start()
+    p.helpers[t] = w
     return t
 
 
@@ -154,6 +207,7 @@ def proc(p: Poller, writing: bool, *handles: Any) -> int:
     """0 if one of the ipc.proc ``handles`` can move now, else a token
     ready when one of their pipes (or, all closed, a pidfd) is: h:wait()
     gives one handle, proc.waitall several."""
+    p.mine()
     fds: list[tuple[int, int]] = []
     pidfds: list[int] = []          # new descriptors: ours to close
     try:
@@ -165,12 +219,7 @@ def proc(p: Poller, writing: bool, *handles: Any) -> int:
             pidfds += what[1]
         else:
             t = p.token()
-            try:
-                p.watch(t, fds, pidfds)
-            except BaseException:   # half-way (EMFILE on a dup): undo it
-                pidfds = [d for d in pidfds if d not in p.fds.get(t, ())]
-                p.drop(t)
-                raise
+            p.watch(t, fds, pidfds)  # all or nothing: on EMFILE, pidfds are still ours
             pidfds = []             # the watch owns them now
             return t
     finally:
@@ -181,6 +230,7 @@ def proc(p: Poller, writing: bool, *handles: Any) -> int:
 
 def result(p: Poller, t: int) -> bool:
     """A ready token's outcome: True, or the helper's error raised."""
+    p.mine()
     w = p.helpers.pop(t, None)
     if w is None:
         return True
@@ -195,6 +245,12 @@ def cancel(p: Poller, t: int, give_back: bool) -> bool:
     w = p.helpers.pop(t, None)
     if w is None:
         return False
+    if p.pid != os.getpid():
+        # A forked child's copy: its thread is gone, and what it took (if
+        # anything) the parent holds and delivers.  Giving it back here
+        # would make one unit two; its lock may even be held for ever (a
+        # thread of the parent had it at the fork).  Forget it.
+        return False
     kept = w.cancel(give_back)
     p.stopped.append(w)
     return bool(kept)
@@ -208,8 +264,9 @@ def close(p: Poller) -> bool:
     for t in list(p.fds):
         p.drop(t)
     stopped, p.stopped = p.stopped, []
-    for w in stopped:
-        w.join()
+    if p.pid == os.getpid():   # (a forked child has none of these threads)
+        for w in stopped:
+            w.join()
     p.ep.close()
     os.close(p.efd)
     return True

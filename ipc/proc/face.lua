@@ -213,9 +213,12 @@ function methods.wait(self)
       end
     else
       local sus, ok, msg, code = S.suspend, nil, nil, nil   -- set by ipc.loop
-      if sus and sus("proc", st.n > 0 or st.eof, c) then
+      local handled, waited
+      if sus then handled, waited, msg, code = sus("proc", st.n > 0 or st.eof, c) end
+      if handled then
         -- An ipc.loop task: the loop did the waiting, so step must not.
         -- (The input is taken after it: a write may have come meanwhile.)
+        if not waited then return nil, msg, code end  -- it could not wait (EMFILE)
         ok, msg, code = turn(st, cb, cstep_now(c, queued(st), st.eof))
       else
         ok, msg, code = turn(st, cb, cstep(c, queued(st), st.eof))
@@ -265,8 +268,12 @@ function M.waitall(...)
     end
     if left == 0 then break end
     local sus, msg, code = S.suspend, nil, nil       -- set by ipc.loop
-    if not (sus and sus("proc", false, unpack(cores, 1, left))) then
+    local handled, waited
+    if sus then handled, waited, msg, code = sus("proc", false, unpack(cores, 1, left)) end
+    if not handled then
       msg, code = select(2, cwait_any(unpack(cores, 1, left)))
+    elseif waited then
+      msg, code = nil, nil
     end
     if msg then
       if code == nil then S.error(msg) end            -- Ctrl-C: "interrupted!"

@@ -26,6 +26,7 @@ __all__ = [
     "ROOT",
     "child_env",
     "console_command",
+    "ctrl_c",
     "finish",
     "interrupt",
     "pid_gone",
@@ -160,6 +161,28 @@ def finish(p: subprocess.Popen, timeout: float = 20) -> tuple[int, str, str]:
 def interrupt(p: subprocess.Popen) -> None:
     """Ctrl-C, as a terminal sends it."""
     p.send_signal(signal.SIGINT)
+
+
+def ctrl_c(p: subprocess.Popen, blocked: float = 0.2, timeout: float = 30) -> tuple[str, str]:
+    """Ctrl-C a child that is blocked in a call, and check that it ended as
+    lua.c ends on Ctrl-C: a non-zero status and "interrupted!" on stderr.
+
+    The child must still block for ``blocked`` seconds first (0: no check),
+    so the signal lands inside the call, not before it.  Returns its
+    ``(stdout, stderr)``.  A child that outlives the check is killed.
+    """
+    try:
+        if blocked:
+            assert still_blocked(p, blocked), "the child did not block"
+        interrupt(p)
+        code, out, err = finish(p, timeout)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert code != 0, f"Ctrl-C: status 0; stderr: {err}"
+    assert "interrupted!" in err, err
+    return out, err
 
 
 def pid_gone(pid: int, within: float = 10.0) -> bool:
