@@ -7,7 +7,7 @@
 Each module's Lua face is a Lua chunk (``ipc/<module>/face.lua``) that gets
 the shared helpers of ``support.lua``, a Lua table of its core module's
 ``__all__`` (``ipc/<module>/lua.py``), and ``part(name)``, which gives the
-Lua parts several faces share (``"memfile"``: ``ipc/_memfile.lua``),
+Lua parts several faces share (``_PARTS``),
 compiled once per runtime; it returns the module table.  Every Python
 object reaches a runtime at most once (see ``crossing.py``: lupa can hand
 Lua the wrong object otherwise), so each runtime gets its own copies of the
@@ -168,6 +168,14 @@ _LOADER = b"""local face, modules = ...
 _RUN = "function(src, name, ...) return assert((loadstring or load)(src, name))(...) end"
 
 
+#: The Lua parts several faces share (``part("memfile")`` in a face), and
+#: where each lives: (package, file).
+_PARTS = {
+    "_memfile": ("ipc", "_memfile.lua"),    # the file methods of shm, mmap, strfile
+    "_wire": ("ipc.linda", "wire.lua"),     # the msgpack codec of lindas and lanes
+}
+
+
 def _face(module: bytes) -> tuple[object, ...]:
     """Source and chunk name of a module's Lua face, then its core namespace
     as name, value, name, value... (the loader makes a Lua table of them)."""
@@ -175,8 +183,9 @@ def _face(module: bytes) -> tuple[object, ...]:
     if name == "_support":
         from . import support as core
         return (_read_lua(__name__, "support.lua"), b"=[ipc.support]", *_exports(core))
-    if name == "_memfile":
-        return (_read_lua("ipc", "_memfile.lua"), b"=[ipc.memfile]")
+    where = _PARTS.get(name)
+    if where is not None:
+        return (_read_lua(*where), f"=[ipc.{name[1:]}]".encode())
     try:
         core = importlib.import_module(f"ipc.{name}.lua")
     except ModuleNotFoundError as exc:

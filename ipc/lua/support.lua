@@ -260,10 +260,18 @@ end
 -- one to share it between classes).  A state's `closed` = true means
 -- closed: tostring(h) says "ipc.shm (closed)", and a to-be-closed variable
 -- (5.4+) skips `methods.close`; else tostring shows show(state), if that
--- gives a string ("pid 42"), or the address.
-function S.class(typename, methods, show, states)
+-- gives a string ("pid 42"), or the address.  `index(h, k)`, if given,
+-- answers the keys that are not methods (a lane's h[1] and h.status).
+function S.class(typename, methods, show, states, index)
   states = states or setmetatable({}, WEAK)
   local mt = { __index = methods, __name = typename, __metatable = false }
+  if index then
+    mt.__index = function(h, k)
+      local m = methods[k]
+      if m ~= nil then return m end
+      return index(h, k)
+    end
+  end
   mt.__tostring = function(h)                     -- "?": not a handle
     local st = states[h]
     local shown = st and (st.closed and "closed" or show and show(st) or address(h, mt))
