@@ -1,7 +1,8 @@
 """luaipc: inter-process communication for Lua and Python.
 
 The modules (``ipc.shm``, ``ipc.sem``, ``ipc.mmap``, ``ipc.filelock``,
-``ipc.proc``, ``ipc.strfile``, ``ipc.mq``) load lazily on first use, so
+``ipc.proc``, ``ipc.strfile``, ``ipc.mq``, ``ipc.loop``, ``ipc.linda``,
+``ipc.lanes``) load lazily on first use, so
 ``import ipc`` costs next to nothing; ``ipc.lua`` is the bridge that makes
 them ``require``-able from a lupa ``LuaRuntime``.  ``ipc.cleanup_on_signals()``
 (opt-in) makes SIGTERM and SIGHUP release what the program created.
@@ -17,16 +18,18 @@ TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms of start-up
 __version__ = "0.3.0"
 
 #: The modules LuaIPC has, plus the ones luaipc adds, in ``require`` order.
-MODULES = ("shm", "sem", "mmap", "filelock", "proc", "strfile", "mq", "loop")
+MODULES = ("shm", "sem", "mmap", "filelock", "proc", "strfile", "mq", "loop", "linda",
+           "lanes")
 
 # The modules spelled out, not *MODULES: linters and type checkers read
 # __all__ without running it.
 __all__ = ["__version__", "MODULES", "IPCError", "ExistsError", "NotFoundError",
            "PermissionDenied", "Timeout", "Interrupted", "cleanup_on_signals", "lua",
-           "shm", "sem", "mmap", "filelock", "proc", "strfile", "mq", "loop"]
+           "shm", "sem", "mmap", "filelock", "proc", "strfile", "mq", "loop", "linda",
+           "lanes"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import filelock, loop, lua, mmap, mq, proc, sem, shm, strfile
+    from . import filelock, lanes, linda, loop, lua, mmap, mq, proc, sem, shm, strfile
     from ._signals import cleanup_on_signals
 
 

@@ -79,10 +79,14 @@ def name(make_name) -> str:
 @pytest.fixture(autouse=True, scope="session")
 def nothing_left_behind():
     """After the suite, nothing of this session is left in /dev/shm, nor as
-    a message queue (checked by name: /dev/mqueue need not be mounted)."""
+    a message queue (checked by name: /dev/mqueue need not be mounted),
+    nor an anonymous linda (ipc.linda names those itself) made meanwhile."""
+    anonymous_before = set(SHM_DIR.glob("linda.anon.*"))
     yield
     left = [p for d in (SHM_DIR, MQ_DIR) if d.exists()
-            for p in d.iterdir() if p.name.startswith((PREFIX, "sem." + PREFIX))]
+            for p in d.iterdir()
+            if p.name.startswith((PREFIX, "sem." + PREFIX, "linda." + PREFIX))]
+    left += sorted(set(SHM_DIR.glob("linda.anon.*")) - anonymous_before)
     left += [f"mq /{n}" for n in _MADE if queue_exists(n)]
     for p in left:
         if isinstance(p, Path):

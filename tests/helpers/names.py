@@ -42,17 +42,18 @@ def queue_exists(name: str) -> bool:
 
 
 def leftovers(name: str) -> list[str]:
-    """What is left of a named shm, semaphore or queue called name: [] once
-    all three are gone."""
-    found = [str(p) for p in (SHM_DIR / name, SHM_DIR / f"sem.{name}") if p.exists()]
+    """What is left of a named shm, semaphore, queue or linda called name:
+    [] once all are gone."""
+    found = [str(p) for p in (SHM_DIR / name, SHM_DIR / f"sem.{name}",
+                              SHM_DIR / f"linda.{name}") if p.exists()]
     if queue_exists(name):
         found.append(f"mq /{name}")
     return found
 
 
 def remove_named(name: str) -> None:
-    """Remove whatever shm, semaphore or queue is called name."""
-    for p in (SHM_DIR / name, SHM_DIR / f"sem.{name}"):
+    """Remove whatever shm, semaphore, queue or linda is called name."""
+    for p in (SHM_DIR / name, SHM_DIR / f"sem.{name}", SHM_DIR / f"linda.{name}"):
         try:
             p.unlink()
         except FileNotFoundError:
