@@ -36,3 +36,15 @@ def test_loop_supervisor_serves_and_supervises(engine, make_name):
     r = run_luaipc([str(EXAMPLES / "loop_supervisor.lua"), make_name()], engine=engine)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "12 jobs done, 0 workers restarted, sum of squares 650"
+
+
+def test_lanes_primes_counts_in_parallel(engine):
+    before = {p for p in os.listdir("/dev/shm") if p.startswith("linda.")}
+    r = run_luaipc([str(EXAMPLES / "lanes_primes.lua"), "100000", "4"], engine=engine,
+                   timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 5
+    assert sum(int(line.split()[1]) for line in lines[:4]) == 9592
+    assert lines[4].startswith("9592 primes below 100000, counted by 4 lanes")
+    assert {p for p in os.listdir("/dev/shm") if p.startswith("linda.")} <= before

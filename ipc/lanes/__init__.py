@@ -1,0 +1,278 @@
+"""Lanes: Lua functions run in parallel processes (``require "ipc.lanes"``).
+
+This is the Python half: the lane processes and their lifetimes.  The Lua
+face (face.lua) does the rest: it encodes a job, sends it through the
+pool's linda, and decodes the result.
+
+A ``Pool`` is ``n`` lane processes (``python -m ipc --engine E``, each
+running ``require "ipc.lanes"._serve(name)``) that take jobs from one
+anonymous linda.  ``lanes.gen(fn)(...)`` in Lua is a pool of one process
+that runs one job and ends; ``lanes.pool(n)`` keeps its processes for many.
+
+What makes it safe:
+
+* Each process has a watcher thread here, blocked in ``waitpid`` (no CPU).
+  When a process ends without having finished its job (killed, crashed),
+  the watcher reports the job as ``killed`` with the signal, so no joiner
+  waits forever; a pool then starts a new process in its place.
+* Closing a pool, or collecting it, or the program's exit, kills every
+  process it has still running and removes its linda: nothing is left
+  behind (``weakref.finalize``).
+
+The keys of a pool's linda: ``"job"`` (jobs, FIFO: number, payload),
+``"r:<id>"`` (a job's result), ``"w:<pid>"`` (the job a process is
+running: a slot), ``"c:<id>"`` (cancel requested).  ipc.lanes is the one
+client of ipc.linda's byte-level methods (``_run``, ``_blocking``...).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import weakref
+from functools import partial
+from typing import TYPE_CHECKING
+
+from msgpack import unpackb
+
+from .. import linda as _linda
+from ..linda import _wire
+from ..linda import State, key_bit
+from ..lua import ENGINES
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["Pool", "nproc", "take", "done"]
+
+
+def nproc() -> int:
+    """The processors this process may run on (its affinity), as Lanes'
+    ``nproc``: the number of lanes that can truly run at once."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover (not Linux)
+        return os.cpu_count() or 1
+
+
+class _Process:
+    """One lane process and the thread that watches it end."""
+
+    def __init__(self, pool: _Shared) -> None:
+        import subprocess  # here: a lane process itself never starts one
+        code = f"require 'ipc.lanes'._serve({pool.name!r}, {str(pool.once).lower()})"
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "ipc", "--engine", pool.engine, "-e", code],
+            env=pool.env, stdin=subprocess.DEVNULL, close_fds=True)
+        self.pid = self.popen.pid
+        threading.Thread(target=self._watch, args=(pool,), daemon=True,
+                         name=f"ipc.lanes watcher {self.pid}").start()
+
+    def _watch(self, pool: _Shared) -> None:
+        rc = self.popen.wait()
+        pool.ended(self, rc)
+
+
+def _k(text: str) -> bytes:
+    return _linda.key_bytes(text)
+
+
+class _Shared:
+    """What a Pool's processes and watchers share: everything but the Pool
+    itself, so that collecting the Pool runs its finalizer."""
+
+    def __init__(self, engine: str, n: int, once: bool, env: dict[str, str] | None) -> None:
+        self.engine, self.n, self.once, self.env = engine, n, once, env
+        self.lock = threading.Lock()
+        self.closed = False
+        self.linda = _linda.create()
+        self.name = self.linda.name
+        self.procs: dict[int, _Process] = {}
+
+    def start(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            p = _Process(self)
+            self.procs[p.pid] = p
+
+    def ended(self, p: _Process, rc: int) -> None:
+        """A watcher saw ``p`` end with ``rc``: report the job it left
+        unfinished (the slot ``w:<pid>`` names it), and in a pool that goes
+        on, start another process in its place."""
+        with self.lock:
+            self.procs.pop(p.pid, None)
+            closed = self.closed
+        with contextlib.suppress(Exception):  # the linda may be closed meanwhile
+            self.linda.transact(partial(_report_killed, _k(f"w:{p.pid}"), rc))
+        if not closed and not self.once:
+            with contextlib.suppress(Exception):
+                self.start()
+
+    def signal(self, pid: int, sig: int) -> bool:
+        with self.lock:
+            p = self.procs.get(pid)
+        if p is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            p.popen.send_signal(sig)
+        return True
+
+    def close(self) -> None:
+        """Kill what still runs, reap it, remove the linda.  Never raises."""
+        with self.lock:
+            self.closed = True
+            procs = list(self.procs.values())
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.popen.kill()
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.popen.wait(5)
+        with contextlib.suppress(Exception):
+            self.linda.close()
+
+
+# -- the protocol: changes of a pool's linda -----------------------------------
+#
+# Each step is one change of the linda (Linda.transact), so that a process
+# killed at any instant leaves a job either queued, or marked as its
+# (``w:<pid>``: then its watcher reports it killed), or finished.
+
+def _report_killed(slot: bytes, rc: int, state: State) -> tuple[None, int]:
+    """The process of ``slot`` ended with ``rc`` while it had a job: post
+    "killed" as the job's result and drop the mark."""
+    entry = state.pop(slot, None)
+    if not entry or not entry[1]:
+        return None, 0
+    job = unpackb(entry[1][0])
+    how = {"killed": True, "signal": -rc if rc < 0 else 0, "code": rc}
+    key = _k(f"r:{job}")
+    _append(state, key, _wire.dumps(how))
+    return None, key_bit(key) | key_bit(slot)
+
+
+def _append(state: State, key: bytes, blob: bytes) -> None:
+    entry = state.get(key)
+    if entry is None:
+        state[key] = [-1, [blob]]
+    else:
+        entry[1].append(blob)
+
+
+def take(lane: _linda.Linda, pid: int) -> tuple[int, bytes, bool]:
+    """In a lane process: wait for a job: ``(number, payload, cancelled)``.
+    Taking it and marking it ours (the slot ``w:<pid>``) are one change."""
+    queue, slot = _k("job"), _k(f"w:{pid}")
+
+    def change(state: State) -> tuple[tuple[int, bytes, bool] | None, int]:
+        entry = state.get(queue)
+        if entry is None or len(entry[1]) < 2:
+            return None, 0
+        number, payload = entry[1][:2]
+        del entry[1][:2]
+        state[slot] = [-1, [number]]
+        job: int = unpackb(number)
+        return (job, payload, _k(f"c:{job}") in state), key_bit(queue) | key_bit(slot)
+
+    got: tuple[int, bytes, bool] = lane.transact_wait(change, key_bit(queue), None)
+    return got
+
+
+def done(lane: _linda.Linda, pid: int, job: int, result: bytes) -> None:
+    """Post ``job``'s result and drop the mark, in one change."""
+    slot, key = _k(f"w:{pid}"), _k(f"r:{job}")
+
+    def change(state: State) -> tuple[None, int]:
+        state.pop(slot, None)
+        state.pop(_k(f"c:{job}"), None)
+        _append(state, key, result)
+        return None, key_bit(key) | key_bit(slot)
+
+    lane.transact(change)
+
+
+def _running(job: bytes, state: State) -> tuple[int | None, int]:
+    """The pid whose mark ``w:<pid>`` holds ``job`` (its msgpack bytes)."""
+    for k, (_, fifo) in state.items():
+        if fifo and fifo[0] == job and k[1:3] == b"w:":
+            return int(k[3:]), 0
+    return None, 0
+
+
+class Pool:
+    """``n`` lane processes on ``engine`` serving one linda (``name``).
+
+    ``once``: each process runs one job and ends (a lane of ``lanes.gen``).
+    ``env``: the processes' environment (default: this process's).
+    """
+
+    def __init__(self, n: int, engine: str, once: bool = False,
+                 env: dict[str, str] | None = None) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown Lua engine {engine!r}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"a pool needs at least one process, not {n!r}")
+        self._shared = shared = _Shared(engine, n, once, env)
+        self.name = shared.name
+        self._finalizer = weakref.finalize(self, shared.close)
+        try:
+            for _ in range(n):
+                shared.start()
+        except BaseException:
+            self._finalizer()
+            raise
+
+    # -- the parent's side of the protocol -------------------------------------------
+
+    def submit(self, job: int, payload: bytes) -> None:
+        """Queue job number ``job`` (its encoded function and arguments)."""
+        self._shared.linda.send_bytes(_k("job"), [_wire.dumps(job), payload], None)
+
+    def result(self, job: int, timeout: float | None) -> bytes | None:
+        """The encoded result of ``job``, waiting at most ``timeout``; None
+        when it passes.  A result is taken once."""
+        got = self._shared.linda.receive_bytes([_k(f"r:{job}")], timeout)
+        return None if got is None else got[1][0]
+
+    def running(self, job: int) -> int | None:
+        """The pid of the process running ``job``, or None (not yet, or
+        finished)."""
+        pid: int | None = self._shared.linda.transact(partial(_running, _wire.dumps(job)))
+        return pid
+
+    def cancel(self, job: int, sig: int = signal.SIGINT) -> bool:
+        """Ask ``job`` to stop: marked, so that a process that has not begun
+        it skips it, and ``sig`` to the process running it (SIGINT: the lane
+        sees "interrupted!" at its next hook or ipc call).  True if a
+        process was signalled."""
+        self._shared.linda.set_bytes(_k(f"c:{job}"), [_wire.dumps(True)])
+        pid = self.running(job)
+        return pid is not None and self._shared.signal(pid, sig)
+
+    def signal(self, pid: int, sig: int = signal.SIGINT) -> bool:
+        """Send ``sig`` to the pool's process ``pid``; False if it is not one."""
+        return self._shared.signal(pid, sig)
+
+    @property
+    def pids(self) -> list[int]:
+        """The pids of the pool's processes now."""
+        with self._shared.lock:
+            return list(self._shared.procs)
+
+    def close(self) -> None:
+        """Kill the processes still running and remove the linda."""
+        self._finalizer()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def __dir__() -> list[str]:
+    # dir() and completion show the API, not the imports (PEP 562).
+    return sorted(__all__)
