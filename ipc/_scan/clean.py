@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from .._errors import IPCError, from_posix_ipc, os_error
 from .census import list_objects
 from .lease import BUSY, GONE, write_lease
-from .objects import IN_USE, KINDS, ORPHANED, UNKNOWN, NamedObject, check_name
+from .objects import (
+    IN_USE,
+    KINDS,
+    LINDA_PREFIX,
+    ORPHANED,
+    SHM_DIR,
+    UNKNOWN,
+    NamedObject,
+    check_name,
+)
 
 
 def remove(kind: str, name: str) -> None:
@@ -23,6 +32,12 @@ def remove(kind: str, name: str) -> None:
     import posix_ipc
 
     osn = check_name(kind, name)
+    if kind == "linda":
+        try:
+            os.unlink(f"{SHM_DIR}/{LINDA_PREFIX}{osn[1:]}")
+        except OSError as exc:
+            raise os_error(exc.errno or errno.EIO, name) from exc
+        return
     unlink = {"shm": posix_ipc.unlink_shared_memory,
               "sem": posix_ipc.unlink_semaphore,
               "mq": posix_ipc.unlink_message_queue}[kind]

@@ -4,6 +4,8 @@ Where they live (glibc, Linux):
 
 - shared memory ``"/name"`` is the file ``/dev/shm/name``;
 - a semaphore ``"/name"`` is the 32-byte file ``/dev/shm/sem.name``;
+- a linda ``"name"`` (ipc.linda) is the file ``/dev/shm/linda.name``,
+  which starts with its magic bytes (see ipc/linda/_os.py);
 - a message queue ``"/name"`` is the file ``name`` in an ``mqueue``
   filesystem, wherever one is mounted (usually ``/dev/mqueue``).  Nothing
   needs to be mounted for queues to work, but without a mount the only
@@ -26,9 +28,11 @@ from dataclasses import dataclass, field
 
 from .._names import NAME_MAX, SEM_NAME_MAX, os_name
 
-KINDS = ("shm", "sem", "mq")
+KINDS = ("shm", "sem", "mq", "linda")
 SHM_DIR = "/dev/shm"
 SEM_PREFIX = "sem."
+LINDA_PREFIX = "linda."
+LINDA_MAGIC = b"LINDA\0"  # then the format's version (ipc/linda/_os.py)
 SEM_FILE_SIZE = 32  # sizeof(sem_t) on Linux, 32- and 64-bit
 
 IN_USE, ORPHANED, UNKNOWN = "in-use", "orphaned", "unknown"
@@ -45,10 +49,10 @@ class Holder:
 @dataclass
 class NamedObject:
     """One named shm segment, semaphore or message queue."""
-    kind: str                 # "shm", "sem" or "mq"
+    kind: str                 # "shm", "sem", "mq" or "linda"
     name: str                 # as the API spells it (no leading "/")
     path: str | None          # its file, or None (a queue seen only via a process)
-    size: int | None          # bytes (shm), 32 (sem), bytes queued (mq)
+    size: int | None          # bytes (shm), 32 (sem), bytes queued (mq), of state (linda)
     uid: int
     gid: int
     mode: int                 # permission bits
@@ -92,7 +96,8 @@ class NamedObject:
 def check_name(kind: str, name: str) -> str:
     """The OS name for kind/name, or raise (nothing touches the OS)."""
     check_kinds((kind,))
-    return os_name(name, SEM_NAME_MAX if kind == "sem" else NAME_MAX)
+    limit = {"sem": SEM_NAME_MAX, "linda": NAME_MAX - len(LINDA_PREFIX)}.get(kind, NAME_MAX)
+    return os_name(name, limit)
 
 
 def check_kinds(kinds: tuple[str, ...]) -> None:
@@ -235,6 +240,8 @@ def _scan_dir(directory: str,
             obj.value = sem_value(entry.path)
         elif kind == "mq":
             obj.size = mq_qsize(entry.path)
+        elif kind == "linda":
+            obj.size = linda_used(entry.path)
         objs.append(obj)
     return objs
 
@@ -245,7 +252,34 @@ def _shm_kind(filename: str, st: os.stat_result) -> tuple[str, str]:
     if (filename.startswith(SEM_PREFIX) and len(filename) > len(SEM_PREFIX)
             and st.st_size == SEM_FILE_SIZE):
         return "sem", filename[len(SEM_PREFIX):]
+    # Likewise a segment could be called "linda.x": a linda has its magic.
+    if (filename.startswith(LINDA_PREFIX) and len(filename) > len(LINDA_PREFIX)
+            and _has_magic(os.path.join(SHM_DIR, filename), LINDA_MAGIC)):
+        return "linda", filename[len(LINDA_PREFIX):]
     return "shm", filename
+
+
+def _has_magic(path: str, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
+def linda_used(path: str) -> int | None:
+    """Bytes of state a linda holds now, from its header (gen at 8 picks
+    the buffer; the lengths are at 24 and 32)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(40)
+    except OSError:
+        return None
+    if len(head) < 40 or not head.startswith(LINDA_MAGIC):
+        return None
+    gen = struct.unpack_from("=I", head, 8)[0]
+    used: int = struct.unpack_from("=Q", head, 24 + 8 * (gen & 1))[0]
+    return used
 
 
 def _mq_kind(filename: str, _st: os.stat_result) -> tuple[str, str]:

@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_ls)
 
     rm = sub.add_parser("rm", help="remove named objects")
-    rm.add_argument("kind", choices=reg.KINDS, metavar="KIND", help="shm, sem or mq")
+    rm.add_argument("kind", choices=reg.KINDS, metavar="KIND", help="shm, sem, mq or linda")
     rm.add_argument("names", nargs="+", metavar="NAME")
     rm.add_argument("-v", "--verbose", action="store_true", help="say what was removed")
     rm.set_defaults(func=cmd_rm)
