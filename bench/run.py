@@ -11,7 +11,7 @@ import time
 
 from .core import ENGINES, Scratch, Settings, measure
 
-CASES = ("startup", "sem", "shm", "filelock", "mq", "proc", "loop")
+CASES = ("startup", "sem", "shm", "filelock", "mq", "proc", "loop", "linda", "lanes")
 
 
 def _fmt(value, unit: str) -> str:
