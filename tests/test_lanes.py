@@ -152,6 +152,22 @@ def test_a_killed_lane_says_killed_with_the_signal(lua, no_leftovers):
     assert r == (None, b"killed", 9, b"killed")
 
 
+def test_status_waiting_while_the_lane_blocks_in_a_call(lua, no_leftovers):
+    r = run(lua, LANES + """
+      local l = lanes.linda()
+      local h = lanes.gen(function() l:send("up", true); return l:receive(30, "go") end)()
+      l:receive(30, "up")
+      local seen, t0 = {}, os.clock()
+      repeat seen[#seen + 1] = h.status until h.status == "waiting" or #seen > 100000
+      local waiting = h.status
+      l:send("go", "now")
+      local ok, k, v = h:join(30)
+      h:close(); l:close()
+      return waiting, ok, k, v
+    """)
+    assert r == (b"waiting", True, b"go", b"now")
+
+
 def test_join_timeout(lua, no_leftovers):
     r = run(lua, LANES + """
       local h = lanes.gen("local s = require 'ipc.sem'; while true do end")()

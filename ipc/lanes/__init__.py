@@ -243,6 +243,23 @@ class Pool:
         pid: int | None = self._shared.linda.transact(partial(_running, _wire.dumps(job)))
         return pid
 
+    def state(self, job: int) -> str:
+        """``"pending"`` (not begun), ``"running"``, or ``"waiting"``: its
+        process is asleep in a call (an ipc wait, a read, a child...), as
+        the kernel says of its main thread, which runs the Lua code."""
+        pid = self.running(job)
+        if pid is None:
+            return "pending"
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            return "running"        # ending now: its result is on the way
+        # The state follows the command name in parentheses, which may
+        # itself hold ") ": look after the last one.
+        state = stat[stat.rfind(b")") + 2:][:1]
+        return "waiting" if state in (b"S", b"D") else "running"
+
     def cancel(self, job: int, sig: int = signal.SIGINT) -> bool:
         """Ask ``job`` to stop: marked, so that a process that has not begun
         it skips it, and ``sig`` to the process running it (SIGINT: the lane

@@ -12,7 +12,8 @@
 --                           nil, message, traceback / nil, "killed", signal /
 --                           nil, "cancelled"
 --   h[i]                ==> the lane's i-th result (waits; raises its error)
---   h.status            ==> "pending", "running", "done", "error",
+--   h.status            ==> "pending", "running", "waiting" (asleep in a
+--                           call: an ipc wait...), "done", "error",
 --                           "cancelled" or "killed"
 --   h:cancel([timeout]) ==> true    stop it (SIGINT: "interrupted!" at its next
 --                                   hook or ipc call), kill after timeout
@@ -105,7 +106,7 @@ end
 
 local function status(st)
   if st.result == nil and finish(st, 0) ~= true then
-    return S.call(py_running, st.pool, st.job) and "running" or "pending"
+    return S.call(py_running, st.pool, st.job)      -- pending, running, waiting
   end
   local r = st.result
   if r.ok then return "done" end

@@ -42,8 +42,9 @@ def result(p: Pool, job: int, timeout: float | None) -> bytes | Literal[False]:
     return False if got is None else got
 
 
-def running(p: Pool, job: int) -> int | None:
-    return p.running(int(job))
+def running(p: Pool, job: int) -> bytes:
+    """``"pending"``, ``"running"`` or ``"waiting"`` (see Pool.state)."""
+    return p.state(int(job)).encode()
 
 
 def cancel(p: Pool, job: int) -> bool:
