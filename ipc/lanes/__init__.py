@@ -22,7 +22,7 @@ What makes it safe:
 The keys of a pool's linda: ``"job"`` (jobs, FIFO: number, payload),
 ``"r:<id>"`` (a job's result), ``"w:<pid>"`` (the job a process is
 running: a slot), ``"c:<id>"`` (cancel requested).  ipc.lanes is the one
-client of ipc.linda's byte-level methods (``_run``, ``_blocking``...).
+client of ipc.linda's byte-level methods (``transact``, ``transact_wait``).
 """
 from __future__ import annotations
 
@@ -38,8 +38,7 @@ from typing import TYPE_CHECKING
 from msgpack import unpackb
 
 from .. import linda as _linda
-from ..linda import _wire
-from ..linda import State, key_bit
+from ..linda import State, _wire, key_bit
 from ..lua import ENGINES
 
 if TYPE_CHECKING:
