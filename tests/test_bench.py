@@ -27,10 +27,10 @@ VS_C = [f"vs C: {c}" for c in (
 
 #: case -> engines it runs on -> the references each row is measured against
 EXPECTED = {
-    "start-up luaipc -e ''": {e: ["python -c 'import lupa.lua54, posix_ipc'"
-                                  if e == "lua5.4" else
-                                  "python -c 'import lupa.luajit21, posix_ipc'",
-                                  "python -c pass"] for e in LUA},
+    **{f"start-up luaipc -e '{code}'": {
+        e: ["python -c 'import lupa.lua54, posix_ipc'" if e == "lua5.4" else
+            "python -c 'import lupa.luajit21, posix_ipc'", "python -c pass"] for e in LUA}
+       for code in ("", 'require "ipc.shm"')},
     "sem inc+dec": {**{e: ["raw posix_ipc (Python)"] for e in LUA},
                     "python": ["raw posix_ipc (Python)", "multiprocessing.Semaphore"]},
     "sem ping-pong": {**{e: ["raw posix_ipc (Python)"] for e in LUA},
