@@ -1,11 +1,10 @@
 """Side by side with the C LuaIPC: the same Lua scripts under ``lua5.3`` with
 the C modules, and under ``luaipc`` on lua5.3, lua5.4 and luajit2.1.
 
-The C LuaIPC is not built here (code of another repository, and recipes
-that build it, stay out of this one).  Build it yourself from a checkout of
-https://github.com/siffiejoe/lua-luaipc (its Makefile, the lua5.3 headers of
-the OS, ``-lrt -lpthread``) and pass the directory that holds the result:
-``python -m bench --c-luaipc DIR [--lua lua5.3]``.  DIR goes first in
+The C LuaIPC is not built here: code of another repository, and recipes
+that build it, stay out of this one.  Build it yourself from
+https://github.com/siffiejoe/lua-luaipc and pass the directory that holds
+the result: ``python -m bench --c-luaipc DIR [--lua lua5.3]``.  DIR goes first in
 ``LUA_CPATH`` as ``DIR/?.so``, so it may hold the one ``ipc.so`` that the
 Makefile builds (Lua's all-in-one loader finds ``luaopen_ipc_shm`` in it)
 or one ``ipc/<module>.so`` per module.  Without the option every row is
