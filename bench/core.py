@@ -37,6 +37,12 @@ class Settings:
     trips: int         # ping-pong round trips per call
     messages: int      # mq messages per call
     proc_mib: int      # MiB streamed per proc call
+    # The side by side with the C LuaIPC (bench/cases/vs_c.py): the directory
+    # of its built modules (None: not given), the Lua that loads them, and
+    # our engines beside it.
+    c_luaipc: str | None = None
+    c_lua: str = "lua5.3"
+    side_engines: tuple[str, ...] = ("lua5.3", "lua5.4", "luajit2.1")
 
     @classmethod
     def for_mode(cls, mode: str) -> Settings:

@@ -11,7 +11,7 @@ import time
 
 from .core import ENGINES, Scratch, Settings, measure
 
-CASES = ("startup", "sem", "shm", "filelock", "mq", "proc", "loop", "linda", "lanes")
+CASES = ("startup", "sem", "shm", "filelock", "mq", "proc", "loop", "linda", "lanes", "vs_c")
 
 
 def _fmt(value, unit: str) -> str:
@@ -65,10 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the rows as a JSON list")
     ap.add_argument("--only", metavar="CASES", default=",".join(CASES),
                     help=f"comma-separated subset of {','.join(CASES)}")
-    ap.add_argument("--engines", default=",".join((*ENGINES, "python")),
-                    help="comma-separated Lua engines, and 'python' for the Python API")
+    ap.add_argument("--engines",
+                    help="comma-separated Lua engines, and 'python' for the Python API "
+                    f"(default {','.join((*ENGINES, 'python'))}; vs_c adds lua5.3)")
     ap.add_argument("--reps", type=int, help="rounds per case (default by mode)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--c-luaipc", metavar="DIR",
+                    help="the directory of a built C LuaIPC (ipc.so): vs_c runs the same "
+                    "Lua scripts under --lua with it, beside luaipc")
+    ap.add_argument("--lua", metavar="PATH", default="lua5.3",
+                    help="the interpreter for the C LuaIPC (default lua5.3)")
     a = ap.parse_args(argv)
     st = Settings.for_mode(a.mode or "full")
     if a.reps:
@@ -78,12 +84,23 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(only) - set(CASES)
     if unknown:
         ap.error(f"unknown case(s) {', '.join(sorted(unknown))}; known: {', '.join(CASES)}")
-    engines = [e for e in a.engines.split(",") if e]
+    if a.engines is None:
+        engines = [*ENGINES, "python"]
+    else:
+        engines = [e for e in a.engines.split(",") if e]
+        st.side_engines = tuple(e for e in engines if e != "python")
 
     from ipc.lua import ENGINES as ALL_ENGINES, new_runtime
     bad = [e for e in engines if e != "python" and e not in ALL_ENGINES]
     if bad:
         ap.error(f"unknown engine(s) {', '.join(bad)}")
+    if a.c_luaipc is not None:
+        from .cases.vs_c import check_c_dir
+        why = check_c_dir(a.c_luaipc, a.lua)
+        if why:
+            ap.error(why)
+        st.c_luaipc = a.c_luaipc
+    st.c_lua = a.lua
 
     def runtimes(engine: str):
         return None if engine == "python" else new_runtime(engine)

@@ -21,15 +21,36 @@ import errno
 import io
 import sys
 import weakref
+from collections import namedtuple
 from collections.abc import Callable, Iterator
 from functools import partial
 from struct import Struct
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import os_error
 
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
 if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+
     from typing_extensions import Buffer, Self
+else:
+    class _NamedTupleMeta(type):
+        """``class C(NamedTuple)`` with annotated fields gives the
+        ``collections.namedtuple`` that typing's would: importing typing
+        (and the re it imports) is ~6 ms of the first ``require`` of a
+        memory module (issue 14)."""
+
+        def __new__(mcs, name, bases, ns):
+            if not bases:  # NamedTuple itself
+                return super().__new__(mcs, name, bases, ns)
+            # A dict in field order: this module has "from __future__
+            # import annotations" (no lazy annotations, PEP 649).
+            cls = namedtuple(name, ns["__annotations__"], module=ns["__module__"])  # noqa: PYI024
+            cls.__doc__ = ns.get("__doc__")
+            return cls
+
+    class NamedTuple(metaclass=_NamedTupleMeta):
+        pass
 
 __all__ = ["LuaFile", "MemFile", "address", "index", "lua_file"]
 

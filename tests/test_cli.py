@@ -300,3 +300,34 @@ def test_ctrl_c_interrupts_a_blocking_read_of_a_child(engine):
                                "local data = p:read('*a') while true do end", engine)
     assert r.returncode == 1
     assert "interrupted!" in r.stderr
+
+
+# What start-up must not import (issue 14): re and enum (the wrapper pip
+# writes for an entry point imports re, hence scripts/luaipc; the signal
+# module imports enum), typing (with re, ~6 ms), threading, and
+# importlib.resources for the Lua sources; weakref too, before a module is
+# required.  Child imports under -X importtime, with -S so that no .pth file
+# (an editable install's finder imports re) blurs the picture: lupa then
+# comes from site-packages on PYTHONPATH.
+_NEVER = {"re", "enum", "typing", "threading", "importlib.resources", "signal"}
+
+
+@pytest.mark.parametrize(("code", "never"), [
+    ("", _NEVER | {"weakref"}),
+    ('require "ipc.shm"', _NEVER),
+    ('require "ipc.mmap"; require "ipc.strfile"', _NEVER),
+])
+def test_start_up_imports_only_what_the_script_needs(code, never, engine):
+    import site
+
+    from helpers.children import ROOT, child_env
+    path = os.pathsep.join([str(ROOT), *site.getsitepackages()])
+    r = subprocess.run([sys.executable, "-S", "-X", "importtime",
+                        str(ROOT / "scripts" / "luaipc"), "-e", code],
+                       env=child_env(engine, {"PYTHONPATH": path}), capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    imported = {ln.rpartition("|")[2].strip() for ln in r.stderr.splitlines()
+                if ln.startswith("import time:")}
+    assert "ipc.cli.luaipc" in imported
+    assert not imported & never, sorted(imported & never)

@@ -62,12 +62,14 @@ SIGPIPE is back to its default (so ``| head`` still ends the script).
 from __future__ import annotations
 
 # _signal, not signal: the wrapper imports enum (~5 ms of luaipc's start-up).
+# _thread, not threading: ~1.3 ms of it, for one thread and one flag.
 import _signal as signal
+import _thread
 import atexit
 import ctypes
 import os
 import sys
-import threading
+import time
 
 TYPE_CHECKING = False  # not typing's: importing typing costs start-up
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,6 +129,32 @@ return main and tostring(main) or "", key
 """
 
 
+class _Flag:
+    """threading.Event's set, is_set and wait, for one waiter (the watcher)."""
+
+    __slots__ = ("_done", "_lock")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()  # held until set()
+
+    def set(self) -> None:
+        if not self._done:
+            self._done = True
+            try:
+                self._lock.release()
+            except RuntimeError:  # a second set() in between: released already
+                pass
+
+    def is_set(self) -> bool:
+        return self._done
+
+    def wait(self, timeout: float) -> bool:
+        # The one waiter keeps the lock it gets: _done answers from then on.
+        return self._done or self._lock.acquire(timeout=timeout) or self._done
+
+
 def _address(text: bytes) -> int | None:
     _, _, hexpart = text.partition(b": ")
     try:
@@ -153,9 +181,9 @@ class Interrupter:
         self._hookf = None
         self._received = self._handled = 0  # SIGINTs seen by the watcher / by Python
         self._signum = 0                    # the first ending signal
-        self._leaving = threading.Event()   # the main thread is on its way out
+        self._leaving = _Flag()             # the main thread is on its way out
         self._ending: tuple[int, ...] = ()  # the ending signals we handle
-        self._main = threading.get_ident()
+        self._main = _thread.get_ident()
         self.armed = False
         main, key = run_chunk(runtime, _HOOK_LUA, b"=[ipc.interrupt]", self._clear, _PROBE_COUNT)
         try:
@@ -177,8 +205,8 @@ class Interrupter:
                              if s == signal.SIGPIPE or signal.getsignal(s) == signal.SIG_DFL)
         for s in self._ending:
             signal.signal(s, self._on_ending)
-        threading.Thread(target=self._watch, args=(rfd,), name="luaipc-interrupt",
-                         daemon=True).start()
+        # A bare thread is a daemon: the interpreter's exit does not wait for it.
+        _thread.start_new_thread(self._watch, (rfd,))
         self.armed = True
 
     def _state_confirmed(self, main: bytes, key: bytes) -> bool:
@@ -219,7 +247,6 @@ class Interrupter:
         raise KeyboardInterrupt  # ends the call the script is blocked in
 
     def _watch(self, rfd: int) -> None:
-        wait = threading.Event()
         while True:
             data = os.read(rfd, 64)
             if not data:
@@ -231,7 +258,7 @@ class Interrupter:
             self._received += data.count(signal.SIGINT)
             # Give Python a moment: if the main thread is in Python code (or
             # blocked in a call), its KeyboardInterrupt does the job.
-            wait.wait(0.15)
+            time.sleep(0.15)
             if self._handled < self._received:
                 # The hook's call into Python runs the pending handler,
                 # which brings _handled up to _received.
@@ -319,7 +346,11 @@ def arm(runtime: object, lupa_mod: ModuleType,
         run_chunk: Callable[..., Any]) -> Interrupter | None:
     """Arm the signals for pure-Lua code if this is the main thread."""
     global _armed
-    if threading.current_thread() is not threading.main_thread():
+    # threading takes the thread that first imports it for the main one: if
+    # nothing has imported it, no thread of threading's exists, and this
+    # is the main thread by the same rule.
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.current_thread() is not threading.main_thread():
         return None
     try:
         it = Interrupter(runtime, lupa_mod, run_chunk)

@@ -33,7 +33,11 @@ from __future__ import annotations
 
 import functools
 import os
-import weakref
+
+# The C halves of weakref: the module itself costs ~1 ms of luaipc's
+# start-up, for a checker that is off outside the tests.
+from _weakref import ref as weakref_ref
+from _weakrefset import WeakSet
 from types import FunctionType
 
 TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
@@ -74,7 +78,7 @@ def fresh(value: object) -> object:
 # -- the checker (tests) ------------------------------------------------------
 
 #: id -> weak reference of every object handed to Lua and still alive.
-_crossed: dict[int, weakref.ref[object]] = {}
+_crossed: dict[int, weakref_ref[object]] = {}
 #: The latest exceptions raised into Lua (they cannot be weakly referenced,
 #: so a bounded few are kept alive).
 _raised: list[BaseException] = []
@@ -96,14 +100,14 @@ def _note(obj: object, where: str) -> None:
         raise CrossingError(f"{where} handed Lua {obj!r} again "
                             "(see ipc/lua/crossing.py)")
     try:
-        _crossed[key] = weakref.ref(obj, functools.partial(_forget, key))
+        _crossed[key] = weakref_ref(obj, functools.partial(_forget, key))
     except TypeError:
         raise CrossingError(f"{where} handed Lua a {type(obj).__name__}, which lupa "
                             "wraps but the checker cannot follow; return plain "
                             "values or a new object") from None
 
 
-def _forget(key: int, ref: weakref.ref[object]) -> None:
+def _forget(key: int, ref: weakref_ref[object]) -> None:
     if _crossed.get(key) is ref:
         del _crossed[key]
 
@@ -131,7 +135,7 @@ def _checked(f: Callable[..., object]) -> Callable[..., object]:
     return checked
 
 
-_wrappers: weakref.WeakSet[Callable[..., object]] = weakref.WeakSet()
+_wrappers: WeakSet[Callable[..., object]] = WeakSet()
 
 
 def _returned(x: object, where: str) -> object:
