@@ -337,3 +337,19 @@ def test_script_with_lanes_under_luaipc(tmp_path, engine):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() in ("8002000", "8002000.0")
 
+
+
+def test_a_forked_child_does_not_kill_the_parents_lanes(lua, no_leftovers):
+    first = run(lua, LANES + PID + "P = lanes.pool(1); G = P:gen(function(x) return x + 1, pid() end)"
+                " local h = G(0); local ok, _, who = h:join(30); return who")[0]
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        import atexit
+        try:
+            atexit._run_exitfuncs()      # what its exit would run: the finalizers
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    r = run(lua, "local h = G(41); local ok, v, who = h:join(30); P:close(); P, G = nil, nil; "
+                 "return ok, v, who")
+    assert r == (True, 42, first)           # the same process: not killed

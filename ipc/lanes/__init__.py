@@ -89,6 +89,9 @@ class _Shared:
         self.linda = _linda.create()
         self.name = self.linda.name
         self.procs: dict[int, _Process] = {}
+        # The lane processes are this process's children: a child made by
+        # fork() inherits this object, and its exit must not kill them.
+        self.pid = os.getpid()
 
     def start(self) -> None:
         with self.lock:
@@ -120,7 +123,12 @@ class _Shared:
         return True
 
     def close(self) -> None:
-        """Kill what still runs, reap it, remove the linda.  Never raises."""
+        """Kill what still runs, reap it, remove the linda.  Never raises.
+        In a forked child, only the child's handle of the linda closes."""
+        if os.getpid() != self.pid:
+            with contextlib.suppress(Exception):
+                self.linda.close()
+            return
         with self.lock:
             self.closed = True
             procs = list(self.procs.values())
