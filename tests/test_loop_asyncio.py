@@ -5,7 +5,9 @@ lock."""
 from __future__ import annotations
 
 import asyncio
+import sys
 
+import psutil
 import pytest
 from helpers.children import finish, spawn_py, wait_line
 
@@ -308,3 +310,49 @@ def test_under_anyio_asyncio_backend(make_name):
     finally:
         s.close()
         q.close()
+
+
+def test_run_collects_output_while_other_tasks_go_on():
+    async def main():
+        stop = asyncio.Event()
+        ticks = asyncio.ensure_future(_ticker(stop))
+        r1, r2 = await asyncio.gather(
+            aio.run([sys.executable, "-c", ("import sys, time; time.sleep(0.3); "
+                     "sys.stdout.write(sys.stdin.read().upper()); sys.stderr.write('e')")],
+                    b"abc"),
+            aio.run([["printf", "b\\na\\n"], ["sort"]]))
+        stop.set()
+        return r1, r2, await ticks
+
+    r1, r2, ticks = _run(main())
+    assert (r1.returncode, r1.stdout, r1.stderr) == (0, b"ABC", b"e")
+    assert (r2.returncode, r2.stdout) == (0, b"a\nb\n")
+    assert ticks >= 3                        # the loop ran meanwhile
+
+
+def test_run_timeout_and_cancel_kill_the_tree():
+    code = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+
+    async def timed():
+        return await aio.run([sys.executable, "-c", code], timeout=0.3)
+
+    with pytest.raises(ipc.Timeout):
+        _run(timed())
+
+    async def cancelled():
+        task = asyncio.ensure_future(aio.run([sys.executable, "-c", code]))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    _run(cancelled())
+    left = [c for c in psutil.Process().children(recursive=True)
+            if c.pid not in before and c.status() != psutil.STATUS_ZOMBIE]
+    assert not left
+
+
+def test_run_check_raises_called_process_error():
+    with pytest.raises(proc.CalledProcessError):
+        _run(aio.run([sys.executable, "-c", "raise SystemExit(3)"], check=True))

@@ -9,6 +9,7 @@ functions here are coroutines over the same objects, for any asyncio loop::
     data, prio = await ipc.loop.receive(q)
     await ipc.loop.send(q, b"job")
     code = await ipc.loop.wait(process)           # or a Pipeline
+    result = await ipc.loop.run(["sort"], b"b\\na\\n")  # as ipc.proc.run
     async with ipc.loop.locked(f, "w"): ...
 
 They are functions of this module, not ``async`` twins on every handle, so
@@ -37,11 +38,16 @@ from .._timeout import Deadline, timeout as check_timeout
 from ._standin import LockWaiter, SemWaiter, mq_fd
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from _typeshed import StrOrBytesPath
+
     from ..mq import MessageQueue
-    from ..proc import Pipeline, Process
+    from ..proc import Env, Pipeline, Process, Result
+    from ..proc._launch import Command
     from ..sem import Semaphore
 
-__all__ = ["acquire", "holding", "receive", "send", "wait", "locked"]
+__all__ = ["acquire", "holding", "receive", "send", "wait", "locked", "run"]
 
 
 async def _helper(w: SemWaiter | LockWaiter, timeout: float | None) -> bool:
@@ -275,6 +281,25 @@ async def locked(file: Any, mode: str = "rw", offset: int = 0, nbytes: int = 0,
         yield
     finally:
         filelock.unlock(file, offset, nbytes)
+
+
+async def run(cmd: Command | Sequence[Command], input: bytes | None = None, *,
+              timeout: float | None = None, check: bool = False,
+              cwd: StrOrBytesPath | None = None, env: Env | None = None) -> Result:
+    """``ipc.proc.run`` without blocking the event loop: the same arguments
+    and ``Result``; on a timeout, or when the task is cancelled, the whole
+    tree is killed (nothing keeps running unseen) and the error raised."""
+    from ..proc import PendingRun
+    if not isinstance(check, bool):
+        raise TypeError(f"check must be a bool, not {type(check).__name__}")
+    t = check_timeout(timeout)
+    pending = PendingRun(cmd, input, cwd=cwd, env=env)
+    try:
+        rc = await wait(pending.handle, t)
+    except BaseException:
+        pending.timed_out()
+        raise
+    return pending.finish(rc, check)
 
 
 def __dir__() -> list[str]:

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     Env = Mapping[str, StrOrBytesPath] | Mapping[bytes, StrOrBytesPath]
 
 __all__ = ["spawn", "pipeline", "run", "wait_all", "shutdown_all", "Process", "Pipeline",
-           "Result", "CalledProcessError",
+           "PendingRun", "Result", "CalledProcessError",
            "PIPE", "STDOUT", "DEVNULL"]
 
 #: Pass as stdin/stdout/stderr to make a pipe (``True`` does the same).
@@ -592,6 +592,48 @@ def _rebuild_called(returncode: int, cmd: Any, output: bytes | None, stderr: byt
     return CalledProcessError(returncode, cmd, output, stderr, returncodes=returncodes)
 
 
+class PendingRun:
+    """What ``run`` is made of, for a caller that waits its own way (an
+    event loop: ``ipc.loop.run``): ``PendingRun(cmd, input, cwd=, env=)``
+    starts ``cmd`` with its output collected and ``input`` queued;
+    ``handle`` is the Process or Pipeline to wait for; ``finish(rc,
+    check)`` closes it and gives the ``Result``."""
+
+    def __init__(self, cmd: Command | Sequence[Command], input: bytes | None = None, *,
+                 cwd: StrOrBytesPath | None = None, env: Env | None = None) -> None:
+        self.cmd = cmd
+        self._bufs: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        is_pipeline = (not isinstance(cmd, (str, bytes)) and cmd
+                       and all(not isinstance(c, (str, bytes)) for c in cmd))
+        start: Callable[..., _Handle] = pipeline if is_pipeline else spawn
+        self.handle: Process | Pipeline = start(  # type: ignore[assignment]
+            cmd, stdin=True if input is not None else DEVNULL, stdout=True, stderr=True,
+            callback=self._collect, cwd=cwd, env=env)
+        if input is not None:
+            self.handle.write(input)
+            self.handle.close_stdin()
+
+    def _collect(self, stream: str, data: bytes) -> None:
+        self._bufs[stream].append(data)
+
+    def timed_out(self) -> None:
+        """The wait ran out: kill the whole tree and close the handle."""
+        self.handle.shutdown(0)
+        self.handle.close()
+
+    def finish(self, rc: int, check: bool = False) -> Result:
+        """The handle has ended with ``rc``: close it, give the Result
+        (``check``: raise CalledProcessError for a non-zero returncode)."""
+        h = self.handle
+        h.close()
+        codes = [c for c in h.returncodes if c is not None] if isinstance(h, Pipeline) else [rc]
+        result = Result(_pipefail(codes), b"".join(self._bufs["stdout"]),
+                        b"".join(self._bufs["stderr"]), args=self.cmd, returncodes=codes)
+        if check:
+            result.check_returncode()
+        return result
+
+
 def run(cmd: Command | Sequence[Command], input: bytes | None = None, *,
         timeout: float | None = None, check: bool = False,
         cwd: StrOrBytesPath | None = None, env: Env | None = None) -> Result:
@@ -605,31 +647,16 @@ def run(cmd: Command | Sequence[Command], input: bytes | None = None, *,
     and ``ipc.Timeout`` raised."""
     if not isinstance(check, bool):
         raise TypeError(f"check must be a bool, not {type(check).__name__}")
-    bufs: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-
-    def collect(stream: str, data: bytes) -> None:
-        bufs[stream].append(data)
-
-    is_pipeline = (not isinstance(cmd, (str, bytes)) and cmd
-                   and all(not isinstance(c, (str, bytes)) for c in cmd))
-    start: Callable[..., _Handle] = pipeline if is_pipeline else spawn
-    h = start(cmd, stdin=True if input is not None else DEVNULL, stdout=True, stderr=True,
-              callback=collect, cwd=cwd, env=env)
-    with h:
-        if input is not None:
-            h.write(input)
-            h.close_stdin()
-        try:
-            rc = h.wait(timeout)
-        except Timeout:
-            h.shutdown(0)
-            raise
-    codes = [c for c in h.returncodes if c is not None] if isinstance(h, Pipeline) else [rc]
-    result = Result(_pipefail(codes), b"".join(bufs["stdout"]), b"".join(bufs["stderr"]),
-                    args=cmd, returncodes=codes)
-    if check:
-        result.check_returncode()
-    return result
+    pending = PendingRun(cmd, input, cwd=cwd, env=env)
+    try:
+        rc = pending.handle.wait(timeout)
+    except Timeout:
+        pending.timed_out()
+        raise
+    except BaseException:
+        pending.handle.close()          # as a `with` of the handle would
+        raise
+    return pending.finish(rc, check)
 
 
 def __dir__() -> list[str]:
