@@ -108,3 +108,76 @@ def test_a_call_blocked_in_a_runtime_holds_it_against_other_threads(engine, name
     finally:
         a.join(60), b.join(60)
         s.close()
+
+
+# -- one runtime shared by threads: ipc.lua.SharedRuntime ----------------------------
+
+DEC = 'local s = assert(require("ipc.sem").open(...)); local ok = s:dec(); s:close(); return ok'
+INC = 'local s = assert(require("ipc.sem").open(...)); s:inc(); s:close(); return "posted"'
+
+
+def test_shared_runtime_a_waiting_call_does_not_hold_up_the_others(engine, name):
+    """Thread A's call waits in s:dec(); thread B's s:inc() goes through the
+    same runtime and wakes it (with a plain runtime B would wait behind A:
+    see the test above)."""
+    from ipc.lua import SharedRuntime
+    s = ipc.sem.open(name, 1)
+    s.dec()
+    got: list[object] = []
+    with SharedRuntime(engine) as rt:
+        a = threading.Thread(target=lambda: got.append(rt.call(DEC, name.encode())))
+        a.start()
+        time.sleep(0.3)
+        assert a.is_alive()                     # A waits...
+        assert rt.call(INC, name.encode()) == b"posted"   # ...and B is not held up
+        a.join(10)
+        assert got == [True]
+    s.close()
+
+
+def test_shared_runtime_many_threads_many_calls(engine):
+    from ipc.lua import SharedRuntime
+    results: dict[int, list[object]] = {}
+    with SharedRuntime(engine) as rt:
+        def worker(k: int) -> None:
+            results[k] = [rt.call("local a, b = ...; return a * b", k, i) for i in range(50)]
+        ts = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert rt.call("return 1, 'two', nil") == (1, b"two", None)
+        assert rt.call("return") == ()
+    assert results == {k: [k * i for i in range(50)] for k in range(6)}
+
+
+def test_shared_runtime_errors_close_and_refusals(engine, name):
+    from ipc.lua import SharedRuntime
+    s = ipc.sem.open(name, 1)
+    s.dec()
+    rt = SharedRuntime(engine)
+    with pytest.raises(RuntimeError, match="boom"):
+        rt.call("error('boom')")
+    with pytest.raises(RuntimeError, match=r"SharedRuntime\.call"):
+        rt.call("this is not Lua")
+    with pytest.raises(TypeError):
+        rt.call("return ...", object())
+    errors: list[str] = []
+
+    def waiter() -> None:
+        try:
+            rt.call(DEC, name.encode())
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.3)
+    rt.close()                                  # ends the waiting call: cancelled
+    t.join(10)
+    assert not t.is_alive() and len(errors) == 1 and "cancel" in errors[0]
+    rt.close()
+    with pytest.raises(ValueError, match="closed"):
+        rt.call("return 1")
+    assert s.dec(0) is False                    # the cancelled wait took nothing
+    s.close()

@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover (typing costs ~3 ms of luaipc's start-up)
     # with one API: lupa's default class (the newest engine) stands for all.
     from lupa import LuaRuntime
 
+    from .shared import SharedRuntime
+
     class _Runtime(Protocol):
         """What install() needs of a runtime: any engine's LuaRuntime."""
 
@@ -43,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover (typing costs ~3 ms of luaipc's start-up)
 
 __all__ = ["ENGINES", "DEFAULT_ENGINE", "ENV_VAR", "EngineError", "resolve_engine",
            "lupa_module", "new_runtime", "install", "complete_stdlib", "run_chunk",
-           "RUNTIME_OPTIONS"]
+           "RUNTIME_OPTIONS", "SharedRuntime"]
 
 #: Engine names (as users type them) and the lupa module that provides each.
 ENGINES = {
@@ -242,6 +244,15 @@ def _check_runtime(runtime: _Runtime) -> None:
         raise ValueError("install() needs a LuaRuntime made with encoding=None and "
                          "unpack_returned_tuples=True (see ipc.lua.RUNTIME_OPTIONS), "
                          "or use ipc.lua.new_runtime()")
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: SharedRuntime (threads, futures) loads only when asked for,
+    # so that the interpreter's start-up does not pay for it.
+    if name == "SharedRuntime":
+        from .shared import SharedRuntime
+        return SharedRuntime
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
