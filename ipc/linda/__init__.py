@@ -1,0 +1,1 @@
+"""Lindas (placeholder; the linda module is written elsewhere)."""
