@@ -49,12 +49,15 @@
 -- `<upvalue n>` in a path is a function's upvalue.  Bad input to decode
 -- raises "malformed linda message: ..." and changes nothing.
 --
--- Speed: encode walks a table twice.  The first pass (scan) checks every
--- key and value, finds the tables met more than once and tells sequences
--- from maps; the second (emit) writes pieces into one buffer, concatenated
--- once.  A flat table needs no per-call bookkeeping at all.  The state of a
--- call is kept in upvalues of this chunk (no closure per call); a hook that
+-- Speed: a scalar is one piece; a plain value (scalars and tables of them,
+-- no table met twice, no hooks to ask) is checked and written in one pass
+-- (fast) into a buffer kept between calls, concatenated once.  Anything
+-- else takes two passes: the first (scan) checks every key and value, finds
+-- the tables met more than once and tells sequences from maps, and gives the
+-- refusals their key paths; the second (emit) writes.  The state of a call
+-- is kept in upvalues of this chunk (no closure per call); a hook that
 -- encodes or decodes in its turn gets it saved and restored around it.
+-- decode reads fixints and short strings inline in its table loops.
 
 local type, next, rawget, rawequal, tostring, tonumber, error =
       type, next, rawget, rawequal, tostring, tonumber, error
@@ -504,8 +507,8 @@ local function nested(t, buf, n, d)             -- t: a table inside level d
   return fast(t, buf, n, d + 1)
 end
 
--- Emits t[1..count] (scalars only: nil for anything else), each after its
--- key if `keyed`.
+-- Emits t[1..count] again, each after its key if `keyed`; nil at a value
+-- that is no scalar (a table written twice would look shared).
 local function again(t, count, buf, n, keyed)
   for i = 1, count do
     if keyed then
@@ -535,15 +538,15 @@ function fast(t, buf, n, d)                     -- t: a table at level d
   if d > MAXDEPTH then return nil end
   local hdr = n + 1
   n = hdr
-  local count, deeper = 0, false                -- deeper: a table inside was written
+  local count = 0
   local array, seq, max = true, true, 0         -- array: the keys came as 1, 2...
   for k, v in next, t do
     count = count + 1
     if array and k ~= count then                -- a map from here on
       array, max = false, count - 1
       if max > 0 then                           -- write keys 1..max after all
-        if deeper then return nil end
         n = again(t, max, buf, hdr, true)
+        if not n then return nil end
       end
     end
     if not array then
@@ -585,7 +588,6 @@ function fast(t, buf, n, d)                     -- t: a table at level d
     elseif tv == "table" then
       n = nested(v, buf, n, d)
       if not n then return nil end
-      deeper = true
     elseif tv == "boolean" then
       n = n + 1
       buf[n] = v and "\195" or "\194"
@@ -598,7 +600,6 @@ function fast(t, buf, n, d)                     -- t: a table at level d
     return n
   end
   if seq and max == count then                  -- a sequence after all, out of order
-    if deeper then return nil end
     buf[hdr] = arrayhead(count)
     return again(t, count, buf, hdr, false)
   end
