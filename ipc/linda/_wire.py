@@ -268,6 +268,23 @@ def _head(n: int, fix: int, h16: bytes, h32: bytes) -> bytes:
     raise ValueError(f"cannot send a container of {n} items (msgpack: fewer than 2**32)")
 
 
+# Loops, not all(): a generator costs 0.2 us more on a 3-item value (measured).
+def _flat_items(items: list[Any] | tuple[Any, ...]) -> bool:
+    scalars = _SCALARS
+    for x in items:  # noqa: SIM110
+        if type(x) not in scalars:
+            return False
+    return True
+
+
+def _flat_map(items: dict[Any, Any]) -> bool:
+    scalars, keys = _SCALARS, _KEYS
+    for k, x in items.items():  # noqa: SIM110
+        if type(k) not in keys or type(x) not in scalars:
+            return False
+    return True
+
+
 def dumps(value: object, ref: Callable[[Any], str | None] | None = None) -> bytes:
     """The bytes of ``value`` as one msgpack object (the table above).
 
@@ -275,11 +292,19 @@ def dumps(value: object, ref: Callable[[Any], str | None] | None = None) -> byte
     str (a linda's name) sends it as a linda reference (ext 4); None
     refuses it.  ``LindaRef(name)`` always goes as one.
     """
-    if type(value) in _SCALARS:
+    # A scalar, or a flat list, tuple or dict of exact scalars (and keys that
+    # need no NaN check): nothing to find, packb alone.
+    t = type(value)
+    flat = t in _SCALARS
+    if isinstance(value, (list, tuple)):
+        flat = (t is list or t is tuple) and _flat_items(value)
+    elif isinstance(value, dict):
+        flat = t is dict and _flat_map(value)
+    if flat:
         try:
             return msgpack.packb(value)
         except (OverflowError, ValueError, BufferError):
-            pass  # emit words it
+            pass  # emit says where
     d = _Dumper(ref)
     if type(value) not in _SCALARS:
         d.scan(value, 0)
