@@ -701,12 +701,22 @@ local function uint(i, k)
   return ((a * 256 + b) * 256 + c) * 256 + d
 end
 
+-- NEWARRAY[n]() is a new table with room for n items: a constructor
+-- {nil, nil...} sizes its array part, which Lua code cannot do otherwise,
+-- and filling an empty table grows it log2(n) times.
+local NEWARRAY = {}
+do
+  local compile = loadstring or load
+  for n = 1, 16 do NEWARRAY[n] = compile("return {" .. ("nil,"):rep(n) .. "}") end
+end
+
 -- The loops below read fixints and short strings themselves (most keys and
 -- many values), and hand the rest to decc with the byte they read.
 local function array(n, i, d, id)    -- d: this array's level
   if d > MAXDEPTH then deep() end
   if n > DL - i + 1 then truncated() end   -- each element takes a byte at least
-  local t = {}
+  local new = NEWARRAY[n]
+  local t = new and new() or {}
   if id then register(id, t) end
   for k = 1, n do
     local c, v = byte(DS, i), nil
