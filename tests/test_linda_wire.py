@@ -732,7 +732,13 @@ def through_lua(w: Wire, v: Any) -> Any:
     if isinstance(v, str):
         return v
     items = list(enumerate(v, 1)) if isinstance(v, list) else list(v.items())
-    out = {through_lua(w, k): through_lua(w, x) for k, x in items if x is not None}
+    out: dict[Any, Any] = {}
+    for k, x in items:              # in order: Lua's t[k] = nil removes a key set before
+        key = through_lua(w, k)
+        if x is None:
+            out.pop(key, None)
+        else:
+            out[key] = through_lua(w, x)
     keys = list(out)
     if keys and all(type(k) is int for k in keys) and sorted(keys) == list(range(1, len(keys) + 1)):
         return [out[i] for i in range(1, len(keys) + 1)]
