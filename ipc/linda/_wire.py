@@ -34,17 +34,22 @@ string.  Arrays are lists, maps dicts: a Lua sequence is a list, any other
 table (an empty one too) a dict; a map key that is an array or a map (no
 conforming sender makes one) is refused, as Python cannot hash it.
 
-``dumps`` refuses (TypeError, naming the place as a key path such as
-``value['jobs'][2]``) what Lua could not hold: other types, map keys other
-than str, bytes, int, float and bool, a NaN key; and (ValueError) an int
-out of msgpack's range, a str with lone surrogates, nesting deeper than
-``MAX_DEPTH``.  Tuples are written by value, each time they occur (they
-cannot be cyclic by themselves, and their sharing is not observable).
+``dumps`` refuses what Lua could not hold, naming the place as a key path
+such as ``value['jobs'][2]``: with TypeError, a value of another type (unless
+``ref`` names it) and a map key other than str, bytes, int, float or bool;
+with ValueError, a NaN key, an int out of msgpack's range, a str with lone
+surrogates, nesting deeper than ``MAX_DEPTH``.  Subclasses go as their
+base type (an IntEnum as an int, an OrderedDict as a map).  Tuples are
+written by value, each time they occur (they cannot be cyclic by
+themselves, and their sharing is not observable).
 
 ``loads`` raises ValueError("malformed linda message: ...") on malformed,
 truncated or trailing input.  It takes msgpack's C decoder; a message with
-ext 1 or 2 (sharing), or with a str that is not UTF-8, goes to a small
-decoder of our own.
+ext 1 or 2 (sharing), with a str that is not UTF-8, or that msgpack
+refuses goes to a small decoder of our own, which words every error.
+msgpack's decoder takes nesting deeper than ``MAX_DEPTH`` (to its own stack
+limit), ours and Lua's do not; no encoder writes it.  A None map value (no
+Lua table holds one) stays in Python; Lua drops the key.
 """
 from __future__ import annotations
 

@@ -38,10 +38,13 @@
 --                              upvalues, each a value or ext 5 for _G)
 --   linda (opt-in, opts.ref)   ext 4 (the name's bytes)
 --
--- Metatables do not cross, nor do upvalues shared between two closures (each
--- gets its own copy of the value), nor a 5.1 function environment (a loaded
--- function gets the receiving state's globals).  Loading bytecode is as safe
--- as the sender: turn functions on only between trusting processes.
+-- Metatables do not cross, nor does an upvalue cell two closures share
+-- (each gets a variable of its own, holding the same value: a table stays
+-- one table), nor a 5.1 function environment (a loaded function gets the
+-- receiving state's globals).  Loading bytecode is as safe as the sender:
+-- turn functions on only between trusting processes.  decode refuses a map
+-- key that is nil, NaN or a table (as encode refuses a table key), and a
+-- nil map value (from Python) leaves its key out.
 --
 -- Refusals are Lua errors raised with level 0, naming what cannot cross and
 -- where, as a key path from the value: "cannot send a function at
