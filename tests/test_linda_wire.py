@@ -570,6 +570,13 @@ def test_linda_references_lua_side(wire):
       return d[1] .. d[2] .. d[3]""", data) == b"<jobs><out><jobs>"
     assert wire("return reject(...)", data) == (
         b"cannot receive a linda reference (jobs): decode was not given opts.unref")
+    # at the top, too: a table with a metatable and a userdata
+    tops = wire("""local L = setmetatable({}, {})
+      local function ref(x) if x == L then return "jobs" elseif x == io.stdout then return "" end end
+      return wire.encode(L, {ref = ref}), wire.encode(io.stdout, {ref = ref}),
+             wire.encode(setmetatable({1}, {}), {ref = ref})""")
+    assert [loads(t) for t in tops] == [LindaRef("jobs"), LindaRef(""), [1]]
+    assert tops[1] == dumps(LindaRef("")) == b"\xc7\x00\x04"
 
 
 def test_linda_references_python_side(wire):
@@ -593,6 +600,8 @@ def test_linda_references_python_side(wire):
       return d.q, d.r""", data) == (b"L:jobs", b"L:res")
     with pytest.raises(TypeError, match=r"cannot send a .*Linda at value"):
         dumps(jobs)
+    with pytest.raises(TypeError, match=r"at value\[0\]: ref gave an int, not a linda name"):
+        dumps([jobs], ref=lambda _o: 7)
     with pytest.raises(ZeroDivisionError):   # a hook's own error comes through as it is
         loads(data, unref=lambda _name: 1 / 0)
 
