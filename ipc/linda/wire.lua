@@ -748,6 +748,8 @@ local function map(n, i, d, id)
       local j = i + c - 0xa0
       if j > DL then truncated() end
       k, i = sub(DS, i + 1, j), j + 1
+    elseif c and c < 0x80 then
+      k, i = c, i + 1
     else
       k, i = decc(c, i, d)
       local tk = type(k)
