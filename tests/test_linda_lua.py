@@ -142,7 +142,7 @@ def test_refusals_are_clear_errors_naming_what_and_where(lua, name):
     r = run(lua, L + """
       local l = assert(linda.create(...))
       local res = {}
-      for i, v in ipairs({ function() end, coroutine.create(print), io.stdout,
+      for i, v in ipairs({ function() end, coroutine.create(function() end), io.stdout,
                            { deep = { print } } }) do
         local ok, err = pcall(l.send, l, "k", v)
         res[i] = tostring(err)
