@@ -4,6 +4,7 @@ The helpers themselves live in tests/helpers/ (whose import turns on the
 crossing checker, LUAIPC_CHECK_CROSSINGS, for the suite and its children)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,18 @@ def name(make_name) -> str:
     return make_name()
 
 
+def _stale_anonymous(path: Path) -> bool:
+    """Whether an anonymous linda (linda.anon.<creator pid>.<hex>) is a
+    leftover: made by this process, or by one that has ended.  One whose
+    creator still runs may be another session's, in use (pytest sessions
+    and fuzz children side by side): removing it broke their pools, whose
+    lane processes then failed with ENOENT."""
+    pid = path.name.split(".")[2]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return True
+    return not Path(f"/proc/{pid}").exists()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def nothing_left_behind():
     """After the suite, nothing of this session is left in /dev/shm, nor as
@@ -86,7 +99,8 @@ def nothing_left_behind():
     left = [p for d in (SHM_DIR, MQ_DIR) if d.exists()
             for p in d.iterdir()
             if p.name.startswith((PREFIX, "sem." + PREFIX, "linda." + PREFIX))]
-    left += sorted(set(SHM_DIR.glob("linda.anon.*")) - anonymous_before)
+    left += sorted(p for p in set(SHM_DIR.glob("linda.anon.*")) - anonymous_before
+                   if _stale_anonymous(p))
     left += [f"mq /{n}" for n in _MADE if queue_exists(n)]
     for p in left:
         if isinstance(p, Path):

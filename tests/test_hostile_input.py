@@ -6,7 +6,9 @@ Each run is a child process, so a crash of the interpreter shows as a death
 by signal, and a hang as a timeout (the child also has a per-example
 watchdog that prints where it hung).  After the child has exited, every
 name it used (all start with this session's prefix) is checked: no segment,
-semaphore or queue may be left behind.
+semaphore, queue or linda may be left behind, nor any anonymous linda the
+child made (/dev/shm/linda.anon.<its pid>.*), nor any lane process it
+started (their command lines name their pool's linda).
 
 CI runs a few hundred examples per engine; LUAIPC_FUZZ_EXAMPLES=20000 runs
 a long fuzz.  The figures (examples, calls, outcomes) are printed.
@@ -68,6 +70,31 @@ def _left_behind(prefix: str, names: list[str]) -> list[str]:
     return left
 
 
+def _lanes_left_behind(pid: int) -> list[str]:
+    """The anonymous lindas and the lane processes of the child ``pid``
+    that outlived it (and removes them)."""
+    left = []
+    for p in SHM_DIR.glob(f"linda.anon.{pid}.*"):
+        left.append(f"/dev/shm/{p.name}")
+        p.unlink(missing_ok=True)
+    mark = f"anon.{pid}.".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if mark in cmd and b"_serve" in cmd:
+            shown = cmd.replace(b"\0", b" ")[:200]
+            left.append(f"lane process {proc.name}: {shown!r}")
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                pass
+    return left
+
+
 def test_fuzz(face, tmp_path):
     target = face                                  # "python", or an engine's Lua face
     prefix = f"{PREFIX}fz{uuid.uuid4().hex[:4]}-"
@@ -75,15 +102,21 @@ def test_fuzz(face, tmp_path):
     work.mkdir()
     report_path = tmp_path / "report.json"
     mode, engine = ("py", "-") if target == "python" else ("lua", target)
+    # (Popen, not run: the child's pid names its anonymous lindas)
+    child = subprocess.Popen([sys.executable, str(CHILD), mode, engine, str(EXAMPLES), prefix,
+                              str(work), str(report_path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                             cwd=work)
     try:
-        r = subprocess.run([sys.executable, str(CHILD), mode, engine, str(EXAMPLES), prefix,
-                            str(work), str(report_path)], capture_output=True, text=True,
-                           timeout=TIMEOUT, stdin=subprocess.DEVNULL, cwd=work,
-                           check=False)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the fuzz hung (no result in {TIMEOUT} s): {exc.stderr!r:.3000}")
+        stdout, stderr = child.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        stdout, stderr = child.communicate()
+        _lanes_left_behind(child.pid)
+        pytest.fail(f"the fuzz hung (no result in {TIMEOUT} s): {stderr!r:.3000}")
+    r = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    left = _left_behind(prefix, report.get("names", []))
+    left = _left_behind(prefix, report.get("names", [])) + _lanes_left_behind(child.pid)
     if r.returncode < 0:
         pytest.fail(f"the interpreter died of signal {signal.Signals(-r.returncode).name} "
                     f"after {report.get('examples', '?')} examples:\n{r.stderr[-5000:]}")
@@ -95,4 +128,5 @@ def test_fuzz(face, tmp_path):
           + (f"; known issues {report['known']}" if report.get("known") else ""))
     assert report["examples"] >= EXAMPLES
     assert not report["missed"], f"never called: {report['missed']}"
+    assert not report.get("children_left"), f"lane processes left: {report['children_left']}"
     assert not left, f"named objects left behind: {left}"

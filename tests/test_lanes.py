@@ -353,3 +353,39 @@ def test_a_forked_child_does_not_kill_the_parents_lanes(lua, no_leftovers):
     r = run(lua, "local h = G(41); local ok, v, who = h:join(30); P:close(); P, G = nil, nil; "
                  "return ok, v, who")
     assert r == (True, 42, first)           # the same process: not killed
+
+
+def test_a_lane_whose_process_cannot_start_says_killed(lua, no_leftovers):
+    # Its one process ended before it took the job: the watcher reports
+    # that job, where join() and close() used to wait forever for it.
+    r = run(lua, LANES + """
+      local h = lanes.gen({ env = { PYTHONHOME = "/nonexistent" } }, "return 1")()
+      local ok, what, sig = h:join(60)
+      local status = h.status
+      h:close()
+      return ok, what, sig, status
+    """)
+    assert r == (None, b"killed", 0, b"killed")
+
+
+def test_pool_checks_once_and_env_before_starting_anything(no_leftovers):
+    # `once` is spelled into the lane's command line, and a bad env used to
+    # fail in Popen with AttributeError.
+    from ipc.lanes import Pool
+    for kwargs in ({"once": "true); os.exit(3"}, {"once": None}, {"env": True},
+                   {"env": ["A=1"]}):
+        with pytest.raises(TypeError):
+            Pool(1, "lua5.4", **kwargs)
+
+
+def test_take_and_done_check_their_arguments(no_leftovers):
+    from ipc.lanes import done, take
+    with linda.create() as ld:
+        for bad in ((None, 1), (ld, "1"), (ld, True)):
+            with pytest.raises(TypeError):
+                take(*bad)
+        for bad in ((None, 1, 1, b""), (ld, 1, "1", b""), (ld, 1, 1, "not bytes"),
+                    (ld, 1, 1, [b"x"])):
+            with pytest.raises(TypeError):
+                done(*bad)
+        assert ld.count() == {}                 # nothing was written

@@ -301,3 +301,25 @@ def test_python_child_and_lua_runtime_share_a_linda(lua, name):
         rc, _, err = finish(p)
     assert rc == 0, err
     assert r == (b"pong", 3, b"x", 3)
+
+
+def test_huge_limit_and_capacity_are_clean_refusals(lua, name):
+    # Found by the hostile-input fuzz: a limit of 2^64 (a float that
+    # checkinteger lets through) failed in msgpack with Python's
+    # OverflowError, and a capacity of 2^62 in os.ftruncate the same way.
+    r = run(lua, L + """
+      local l = assert(linda.create(...))
+      local ok, e = pcall(function() local r = l:limit("k", 2^64); return r end)
+      local limit = l:limit("k")                 -- unchanged
+      l:close()
+      return ok, e, limit, linda.create(nil, { capacity = 2^62 })
+    """, name)
+    assert r[0] is False
+    assert b"bad argument #2 to 'limit' (number has no integer representation)" in r[1], r[1]
+    assert r[2:] == (b"unlimited", None, b"File too large", 27)
+
+
+def test_huge_capacity_from_python_is_efbig():
+    with pytest.raises(OSError) as exc:
+        linda.create(capacity=2 ** 62)
+    assert exc.value.errno == 27

@@ -32,6 +32,7 @@ import signal
 import sys
 import threading
 import weakref
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -61,7 +62,7 @@ class _Process:
 
     def __init__(self, pool: _Shared) -> None:
         import subprocess  # here: a lane process itself never starts one
-        code = f"require 'ipc.lanes'._serve({pool.name!r}, {str(pool.once).lower()})"
+        code = f"require 'ipc.lanes'._serve({pool.name!r}, {'true' if pool.once else 'false'})"
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "ipc", "--engine", pool.engine, "-e", code],
             env=pool.env, stdin=subprocess.DEVNULL, close_fds=True)
@@ -108,7 +109,7 @@ class _Shared:
             self.procs.pop(p.pid, None)
             closed = self.closed
         with contextlib.suppress(Exception):  # the linda may be closed meanwhile
-            self.linda.transact(partial(_report_killed, _k(f"w:{p.pid}"), rc))
+            self.linda.transact(partial(_report_killed, _k(f"w:{p.pid}"), rc, self.once))
         if not closed and not self.once:
             with contextlib.suppress(Exception):
                 self.start()
@@ -148,17 +149,27 @@ class _Shared:
 # killed at any instant leaves a job either queued, or marked as its
 # (``w:<pid>``: then its watcher reports it killed), or finished.
 
-def _report_killed(slot: bytes, rc: int, state: State) -> tuple[None, int]:
+def _report_killed(slot: bytes, rc: int, once: bool, state: State) -> tuple[None, int]:
     """The process of ``slot`` ended with ``rc`` while it had a job: post
-    "killed" as the job's result and drop the mark."""
+    "killed" as the job's result and drop the mark.  In a pool of ``once``
+    (one lane, one process), a process that ended before it took the job
+    (it could not start: a bad env, say) leaves it queued for no one:
+    that job is the one reported, else its joiner would wait forever."""
     entry = state.pop(slot, None)
-    if not entry or not entry[1]:
-        return None, 0
-    job = unpackb(entry[1][0])
+    bits = key_bit(slot)
+    if entry and entry[1]:
+        job = unpackb(entry[1][0])
+    else:
+        queue = state.get(_k("job")) if once else None
+        if not queue or len(queue[1]) < 2:
+            return None, 0
+        job = unpackb(queue[1][0])
+        del queue[1][:2]
+        bits = key_bit(_k("job"))
     how = {"killed": True, "signal": -rc if rc < 0 else 0, "code": rc}
     key = _k(f"r:{job}")
     _append(state, key, _wire.dumps(how))
-    return None, key_bit(key) | key_bit(slot)
+    return None, key_bit(key) | bits
 
 
 def _append(state: State, key: bytes, blob: bytes) -> None:
@@ -169,9 +180,20 @@ def _append(state: State, key: bytes, blob: bytes) -> None:
         entry[1].append(blob)
 
 
+def _check_lane(lane: object, pid: object) -> None:
+    """take() and done() are public: their arguments are checked before
+    they reach the linda (a wrong one would raise AttributeError there, or
+    mark a slot no watcher looks at)."""
+    if not isinstance(lane, _linda.Linda):
+        raise TypeError(f"lane must be an ipc.linda.Linda, not {type(lane).__name__}")
+    if isinstance(pid, bool) or not isinstance(pid, int):
+        raise TypeError(f"pid must be an int, not {type(pid).__name__}")
+
+
 def take(lane: _linda.Linda, pid: int) -> tuple[int, bytes, bool]:
     """In a lane process: wait for a job: ``(number, payload, cancelled)``.
     Taking it and marking it ours (the slot ``w:<pid>``) are one change."""
+    _check_lane(lane, pid)
     queue, slot = _k("job"), _k(f"w:{pid}")
 
     def change(state: State) -> tuple[tuple[int, bytes, bool] | None, int]:
@@ -190,6 +212,13 @@ def take(lane: _linda.Linda, pid: int) -> tuple[int, bytes, bool]:
 
 def done(lane: _linda.Linda, pid: int, job: int, result: bytes) -> None:
     """Post ``job``'s result and drop the mark, in one change."""
+    _check_lane(lane, pid)
+    if isinstance(job, bool) or not isinstance(job, int):
+        raise TypeError(f"job must be an int, not {type(job).__name__}")
+    if not isinstance(result, bytes):
+        # (it goes into the linda's state as it is: anything else would be
+        # a value no reader can decode)
+        raise TypeError(f"result must be bytes, not {type(result).__name__}")
     slot, key = _k(f"w:{pid}"), _k(f"r:{job}")
 
     def change(state: State) -> tuple[None, int]:
@@ -222,6 +251,13 @@ class Pool:
             raise ValueError(f"unknown Lua engine {engine!r}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"a pool needs at least one process, not {n!r}")
+        # Checked here, not left to Popen: `once` is spelled into the lane's
+        # Lua command line (a str there would be code), and a bad env would
+        # fail in Popen with AttributeError after the linda is made.
+        if not isinstance(once, bool):
+            raise TypeError(f"once must be a bool, not {type(once).__name__}")
+        if env is not None and not isinstance(env, Mapping):
+            raise TypeError(f"env must be a mapping of str to str, not {type(env).__name__}")
         self._shared = shared = _Shared(engine, n, once, env)
         self.name = shared.name
         self._finalizer = weakref.finalize(self, shared.close)

@@ -84,6 +84,8 @@ _GEN, _WAITERS, _CAPACITY, _LEN, _ALLOC = 8, 12, 16, 24, 40
 _U32, _U64 = struct.Struct("=I"), struct.Struct("=Q")
 #: Buffers grow their tmpfs backing in steps this big (fewer syscalls).
 _ALLOC_STEP = 64 << 10
+#: The largest file offset (off_t), so the largest linda file.
+_OFF_MAX = 2 ** 63 - 1
 #: The empty state, msgpack's empty map.
 EMPTY = b"\x80"
 
@@ -186,9 +188,13 @@ class Store:
     # -- making and opening ------------------------------------------------------
 
     def _create(self, capacity: int) -> int:
+        size = _HEADER + 2 * capacity
+        if size > _OFF_MAX:
+            # what ftruncate says of a size no file can have (Python's
+            # ftruncate raises OverflowError before it asks)
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
         fd = os.open(DIR, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
         try:
-            size = _HEADER + 2 * capacity
             os.ftruncate(fd, size)
             os.posix_fallocate(fd, 0, _HEADER + len(EMPTY))
             header = bytearray(_HEADER)

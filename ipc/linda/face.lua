@@ -204,6 +204,10 @@ function methods.limit(self, k, ...)
   if n == "unlimited" then return S.call(py_limit, st.h, k, nil, false) end
   n = S.checkinteger(n, 3)
   if n < 0 then S.argerror(3, "limit must be >= 0 or \"unlimited\"") end
+  -- (the limit is stored as a msgpack integer: a float of 2^64 or more,
+  -- which checkinteger lets through, used to fail there with Python's
+  -- OverflowError; 5.3's own rule for such a float is this message)
+  if n >= 2^63 then S.argerror(3, "number has no integer representation") end
   return S.call(py_limit, st.h, k, toint and toint(n) or n, false)
 end
 

@@ -79,6 +79,14 @@ def lua_main(engine: str, examples: int, prefix: str, workdir: Path, report: dic
     targets = [t.decode() for t in drv.targets().values()]
     specials = [s.decode() for s in drv.specials().values()]
     report["targets"] = targets
+    variants: dict[str, list[str]] = {}
+    for s in specials:
+        for t in targets:
+            mod = t.split(":")[0]
+            if ":" in t and s.startswith(f"live_{mod}_"):
+                variants.setdefault(mod, [])
+                if s not in variants[mod]:
+                    variants[mod].append(s)
     hits = dict.fromkeys(targets, 0)
     outcomes: dict[str, int] = {}
     errors: dict[str, int] = {}
@@ -112,7 +120,10 @@ def lua_main(engine: str, examples: int, prefix: str, workdir: Path, report: dic
                 if ":" in tid:  # a method: self is usually a live handle of its kind
                     mod = tid.split(":")[0]
                     pick = data.draw(st.integers(0, 9), label="self kind")
-                    if pick < 7:
+                    alts = variants.get(mod)
+                    if pick == 6 and alts:    # another live kind: mmap_r, lane_block
+                        args.append(special(data.draw(st.sampled_from(alts), label="variant")))
+                    elif pick < 7:
                         args.append(special("live_" + mod))
                     elif pick == 7:
                         args.append(special("closed_" + mod))
@@ -159,7 +170,7 @@ def lua_main(engine: str, examples: int, prefix: str, workdir: Path, report: dic
         for i, tid in enumerate(targets):
             for v in classic:
                 faulthandler.dump_traceback_later(WATCHDOG, exit=True)
-                drv.begin()
+                drv.begin(True)                       # no generator calls
                 try:
                     head = [special("live_" + tid.split(":")[0])] if ":" in tid else []
                     one_call(i, [*head, v])
@@ -174,6 +185,10 @@ def lua_main(engine: str, examples: int, prefix: str, workdir: Path, report: dic
         sweep()
         run()
     finally:
+        drv.shutdown()
+        rt.execute("collectgarbage(); collectgarbage()")
+        gc.collect()
+        _no_lane_left(report)
         report["names"] = [n.decode("utf-8", "surrogateescape") for n in drv.names().values()]
         report["outcomes"] = outcomes
         report["errors"] = dict(sorted(errors.items(), key=lambda kv: -kv[1])[:300])
@@ -228,6 +243,8 @@ def py_main(examples: int, prefix: str, workdir: Path, report: dict) -> None:
     import posix_ipc
 
     import ipc.filelock
+    import ipc.lanes
+    import ipc.linda
     import ipc.mmap
     import ipc.mq
     import ipc.proc
@@ -259,6 +276,9 @@ def py_main(examples: int, prefix: str, workdir: Path, report: dict) -> None:
                                               callback=_noop),
         "RangeLock": lambda: ipc.filelock.locked(open(data_path, "r+b"), "w"),  # noqa: SIM115
         "PathLock": lambda: ipc.filelock.PathLock(workdir / "lockfile", timeout=0),
+        "Linda": ipc.linda.create,
+        # one process, killed at close (it has hardly started by then)
+        "Pool": lambda: ipc.lanes.Pool(1, "lua5.4"),
     }
 
     # Every public function, class and method of every module.
@@ -530,6 +550,7 @@ def py_main(examples: int, prefix: str, workdir: Path, report: dict) -> None:
         run()
     finally:
         gc.collect()
+        _no_lane_left(report)
         report["names"] = sorted(names_seen)
         report["outcomes"] = outcomes
         report["errors"] = dict(sorted(errors.items(), key=lambda kv: -kv[1])[:300])
@@ -564,7 +585,8 @@ class _Skip(Exception):
 
 
 _NAMED = {"shm.create", "shm.attach", "shm.unlink", "sem.open", "sem.unlink", "sem.reset",
-          "sem.Semaphore", "mq.open", "mq.unlink", "mq.MessageQueue"}
+          "sem.Semaphore", "mq.open", "mq.unlink", "mq.MessageQueue", "linda.Linda",
+          "linda.open", "linda.create", "linda.linda", "linda.unlink"}
 _PATHS = {"mmap.open", "filelock.PathLock"}
 _CMDS = {"proc.spawn", "proc.Process", "proc.run"}
 _PIPES = {"proc.pipeline", "proc.Pipeline"}
@@ -608,7 +630,9 @@ def _default_for(param):
     return {"name": "n0", "size": 64, "n": 1, "value": 1, "mode": "rw", "path": "data",
             "data": b"data", "message": b"m", "cmd": "true", "cmds": ["true"], "file": None,
             "timeout": 0, "offset": 0, "nbytes": 0, "maxmsg": 4, "msgsize": 64,
-            "whence": 0, "sig": 0, "b": bytearray(4), "obj": 1, "sem": None}.get(param)
+            "whence": 0, "sig": 0, "b": bytearray(4), "obj": 1, "sem": None,
+            "engine": "lua5.4", "key": "k", "keys": [b"\xa1k"], "blobs": [b"\x01"],
+            "job": 1, "payload": b"\x01", "least": 1, "limit": 1}.get(param)
 
 
 def _iterable(v) -> bool:
@@ -679,7 +703,13 @@ def _sanitize(tid, self_v, args, kwargs, prefix, names_seen):
                 raise _Skip
         if tid == "Semaphore.reset" and _value(self_v) > 10000:
             raise _Skip
-    _unblock(tid, self_v)
+    # a pool of 2**62 processes is the caller's wish, not a fault
+    if tid == "lanes.Pool":
+        if args and isinstance(args[0], int) and args[0] > 2:
+            args[0] = 2
+        if isinstance(kwargs.get("n"), int) and kwargs["n"] > 2:
+            kwargs["n"] = 2
+    _unblock(tid, self_v, args, kwargs)
     return args, kwargs
 
 
@@ -690,11 +720,85 @@ def _value(s) -> int:
         return 0
 
 
-def _unblock(tid, self_v):
+def _waits(t) -> bool:
+    """Whether a timeout (ipc._timeout's rule) lets a call wait long."""
+    return not (isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 0.05)
+
+
+def _arg(args, kwargs, pos, name, default=None):
+    if len(args) > pos:
+        return args[pos]
+    return kwargs.get(name, default)
+
+
+def _set_arg(args, kwargs, pos, name, v):
+    if len(args) > pos:
+        args[pos] = v
+    else:
+        kwargs[name] = v
+
+
+def _unblock_linda(tid, lnd, args, kwargs):
+    """A linda's waits: the keys get values, the limit goes; what can never
+    be met (100 values) waits not at all."""
+    from ipc.linda import _wire
+    meth = tid.split(".", 1)[1]
+    if meth in ("receive", "receive_batched", "send") and not _waits(kwargs.get("timeout")):
+        return
+    if meth in ("send_bytes", "receive_bytes", "transact_wait"):
+        pos = 1 if meth == "receive_bytes" else 2
+        if not _waits(_arg(args, kwargs, pos, "timeout")):
+            return
+    if meth == "send":
+        if args:
+            lnd.limit(args[0], None)
+    elif meth == "receive":
+        for k in args:
+            with contextlib.suppress(Exception):
+                lnd.set(k, "unblock")
+    elif meth == "receive_batched":
+        least = _arg(args, kwargs, 1, "least")
+        if isinstance(least, int) and 1 <= least <= 64:
+            lnd.set(_arg(args, kwargs, 0, "key"), *range(least))
+        else:
+            kwargs["timeout"] = 0
+    elif meth == "send_bytes":
+        lnd.limit_bytes(_arg(args, kwargs, 0, "key"), None)
+    elif meth == "receive_bytes":
+        least = _arg(args, kwargs, 2, "least", 1)
+        keys = _arg(args, kwargs, 0, "keys")
+        if isinstance(least, int) and least <= 64 and isinstance(keys, list) and keys:
+            for k in keys:
+                with contextlib.suppress(Exception):
+                    lnd.set_bytes(k, [_wire.dumps(0)] * max(least, 1))
+        else:
+            _set_arg(args, kwargs, 1, "timeout", 0)
+    elif meth == "transact_wait":
+        # (a change the fuzz passes never succeeds: it waits for nothing)
+        _set_arg(args, kwargs, 2, "timeout", 0)
+
+
+def _unblock(tid, self_v, args=(), kwargs=None):
     """Make a call that would legitimately wait forever return at once."""
+    import ipc.lanes
+    import ipc.linda
     import ipc.mq
     import ipc.sem
+    kwargs = {} if kwargs is None else kwargs
     with contextlib.suppress(Exception):    # a fuzzed handle may be anything
+        if tid.startswith("Linda.") and isinstance(self_v, ipc.linda.Linda):
+            _unblock_linda(tid, self_v, args, kwargs)
+        elif tid == "lanes.take" and args and isinstance(args[0], ipc.linda.Linda):
+            # a job for the "lane": its number and a payload
+            from ipc.linda import _wire, key_bytes
+            args[0].set_bytes(key_bytes("job"), [_wire.dumps(1), _wire.dumps(b"job")])
+        elif tid == "Pool.result" and isinstance(self_v, ipc.lanes.Pool) \
+                and _waits(_arg(args, kwargs, 1, "timeout")):
+            # the result, as a lane would post it
+            from ipc.linda import _wire, key_bytes
+            with ipc.linda.open(self_v.name) as lnd:
+                lnd.send_bytes(key_bytes(f"r:{_arg(args, kwargs, 0, 'job')}"),
+                               [_wire.dumps({"ok": True})], 0)
         if tid in ("Semaphore.dec", "Semaphore.acquire", "Semaphore.__enter__") \
                 and isinstance(self_v, ipc.sem.Semaphore):
             self_v.inc()
@@ -707,6 +811,25 @@ def _unblock(tid, self_v):
                 and isinstance(self_v, ipc.mq.MessageQueue) \
                 and self_v.current_messages >= self_v.maxmsg:
             self_v.receive(0)
+
+
+def _no_lane_left(report) -> None:
+    """No lane process may outlive what started it: once every handle is
+    closed, this process has no child left (a few seconds for the last to
+    be reaped).  The parent checks again after this process has exited."""
+    import psutil
+    me = psutil.Process()
+    deadline = time.monotonic() + 10
+    while True:
+        kids = [c for c in me.children(recursive=True)
+                if c.status() != psutil.STATUS_ZOMBIE]
+        if not kids or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    report["children_left"] = [" ".join(c.cmdline()) for c in kids]
+    for c in kids:
+        with contextlib.suppress(psutil.Error):
+            c.kill()
 
 
 def _close(h) -> None:
@@ -728,7 +851,8 @@ def main() -> int:
     (workdir / "data").write_bytes(b"line one\nline two\n" + bytes(range(256)) * 32)
     (workdir / "empty").write_bytes(b"")
     (workdir / "dir").mkdir(exist_ok=True)
-    report = {"mode": mode, "engine": engine, "examples": 0, "calls": 0, "sweep": 0}
+    report = {"mode": mode, "engine": engine, "examples": 0, "calls": 0, "sweep": 0,
+              "pid": os.getpid()}
     start = time.monotonic()
     ok = False
     try:

@@ -13,11 +13,18 @@
 -- Calls that could legitimately block forever are made harmless first: a
 -- semaphore about to be decremented is incremented, a queue about to be
 -- read gets a message, one about to be written to is emptied by one.
+-- A linda about to be received from gets a value in its keys, one about to
+-- be sent to loses its limit, and a blocked lane gets the value it waits for
+-- before it is joined.  Lanes are real processes: the live ones come from one
+-- pool kept for the whole run (its lanes end at once, and are joined before
+-- they are closed, so its process lives on), a generator that a call made is
+-- called at most once per example, and `shutdown` closes it all at the end.
 -- Names become PREFIX .. name and paths lose their "/" (they are relative
 -- to the fuzz's own working directory), so nothing outside the fuzz's own
 -- objects and files can be touched, and leftovers are found by name.
 local PREFIX, WORKDIR, NAMELOG = ...
-local MODS = { "shm", "sem", "mmap", "filelock", "proc", "strfile", "mq", "loop" }
+local MODS = { "shm", "sem", "mmap", "filelock", "proc", "strfile", "mq", "loop", "linda",
+               "lanes" }
 local M = {}
 for _, m in ipairs(MODS) do M[m] = require("ipc." .. m) end
 local EOF = M.proc.EOF
@@ -26,6 +33,9 @@ local unpack = table.unpack or unpack
 local names_seen = {}
 
 local function noop() end
+-- What live lanes run (no upvalues: they cross to the lane's process).
+local function quick() return 1, "two" end
+local function block(l) return l:receive("go") end
 
 -- The kind ("shm"...) of one of our handles: a userdata whose metatable is
 -- named "ipc.<kind>" (lupa's Python objects are named "POBJECT" on 5.3+).
@@ -60,7 +70,38 @@ local MAKERS = {
   end,
   proc_plain = function() return M.proc.spawn("true", {}) end,
   loop = function() return M.loop.spawn(noop) end,
+  linda = function() return M.linda.new() end,
+  ["lanes.pool"] = function() return M.lanes.pool(1) end,
 }
+
+-- Lanes.  SHARED: the pool of the live lanes, made on first use; its lanes
+-- are joined before they are closed (closing a running lane kills its
+-- process, which the pool would then start again).  BLOCKED: lane -> the
+-- linda its lane waits on (a value "go" ends it).
+local SHARED, SHARED_LANES, BLOCKED = nil, setmetatable({}, { __mode = "k" }),
+                                      setmetatable({}, { __mode = "k" })
+function MAKERS.lane()
+  if not SHARED then SHARED = assert(M.lanes.pool(1)) end
+  local h, msg = SHARED:gen(quick)()
+  if h then SHARED_LANES[h] = true end
+  return h, msg
+end
+function MAKERS.lane_block()
+  local l = assert(M.linda.new())
+  local h, msg = M.lanes.gen(block)(l)
+  if not h then l:close(); return nil, msg end
+  BLOCKED[h] = l
+  return h, msg
+end
+
+-- Ends a lane without killing what need not be killed.
+local function retire(h)
+  local l = BLOCKED[h]
+  if l then pcall(l.send, l, "go", true) end
+  if SHARED_LANES[h] or l then pcall(h.join, h, 10) end
+  pcall(h.close, h)
+  if l then pcall(l.close, l) end
+end
 
 -- Every method of every handle kind, found from the handles themselves.
 local TARGETS = {}
@@ -69,21 +110,49 @@ local function add(id, fn, kind, mod)
 end
 for _, m in ipairs(MODS) do
   local keys = {}
-  for k, v in pairs(M[m]) do if type(v) == "function" then keys[#keys + 1] = k end end
+  for k, v in pairs(M[m]) do
+    -- (not the faces' hooks for each other and for a lane's process:
+    -- lanes._serve is that process's main loop, which waits for jobs)
+    if type(v) == "function" and k:sub(1, 1) ~= "_" then keys[#keys + 1] = k end
+  end
   table.sort(keys)
   for _, k in ipairs(keys) do add(m .. "." .. k, M[m][k], "func", m) end
 end
-for _, m in ipairs({ "shm", "sem", "mq", "mmap", "strfile", "proc", "loop" }) do
+-- A class with an `index` hook (S.class: a lane's h[i] and h.status) has a
+-- function for __index: its methods are that function's upvalue `methods`.
+local function methods_of(mt)
+  local idx = mt.__index
+  if type(idx) == "table" then return idx end
+  for i = 1, math.huge do
+    local name, v = debug.getupvalue(idx, i)
+    if name == nil then return {} end
+    if name == "methods" and type(v) == "table" then return v end
+  end
+end
+-- (indexing a value that is not a handle is no call of ours: not fuzzed)
+local function hooked(h)
+  if not handle_kind(h) then error("not a handle: not fuzzed") end
+  return h
+end
+local function status(h) return hooked(h).status end
+local function index(h, k) return hooked(h)[k] end
+for _, m in ipairs({ "shm", "sem", "mq", "mmap", "strfile", "proc", "loop", "linda", "lane",
+                     "lanes.pool" }) do
   local h = assert(MAKERS[m]())
   local mt = debug.getmetatable(h)
+  local methods = methods_of(mt)
   local keys = {}
-  for k, v in pairs(mt.__index) do if type(v) == "function" then keys[#keys + 1] = k end end
+  for k, v in pairs(methods) do if type(v) == "function" then keys[#keys + 1] = k end end
   for _, k in ipairs({ "__tostring", "__close" }) do
     if mt[k] then keys[#keys + 1] = k end
   end
   table.sort(keys)
-  for _, k in ipairs(keys) do add(m .. ":" .. k, mt.__index[k] or mt[k], "method", m) end
-  if h.close then pcall(h.close, h) end
+  for _, k in ipairs(keys) do add(m .. ":" .. k, methods[k] or mt[k], "method", m) end
+  if type(mt.__index) == "function" then          -- what the hook answers
+    add(m .. ":status", status, "method", m)
+    add(m .. ":index", index, "method", m)
+  end
+  if m == "lane" then retire(h) elseif h.close then pcall(h.close, h) end
 end
 
 -- -- the odd values ------------------------------------------------------------
@@ -143,7 +212,8 @@ local function get(key)
     v = h
   elseif closed and MAKERS[cmod] then
     local h = assert(MAKERS[cmod]())
-    if h.close then h:close()
+    if handle_kind(h) == "lane" then retire(h)
+    elseif h.close then h:close()
     elseif h.cancel then h:cancel()               -- a task: ended
     else h:wait() end                             -- a process: reaped, so invalid
     v = h
@@ -154,8 +224,10 @@ local function get(key)
   return v
 end
 
-local function begin()
-  env = { values = {}, made = {}, get = get, results = {} }
+-- begin(true) for the sweep: it checks arguments, and a generator is not
+-- called (each call is a process: the random examples call a few).
+local function begin(sweep)
+  env = { values = {}, made = {}, get = get, results = {}, gen_called = sweep or nil }
   handles = {}
 end
 
@@ -163,13 +235,23 @@ local function finish_example()
   for i = #handles, 1, -1 do
     local h = handles[i]
     if io.type(h) == "file" then pcall(h.close, h)
+    elseif handle_kind(h) == "lane" then retire(h)
     elseif handle_kind(h) and h.close then pcall(h.close, h) end
   end
   env, handles = nil, nil
 end
 
 -- -- sanitising -----------------------------------------------------------------
-local NAMED = { ["shm.create"] = 1, ["shm.attach"] = 1, ["sem.open"] = 1, ["mq.open"] = 1 }
+local NAMED = { ["shm.create"] = 1, ["shm.attach"] = 1, ["sem.open"] = 1, ["mq.open"] = 1,
+                ["linda.new"] = 1, ["linda.open"] = 1, ["linda.create"] = 1,
+                ["lanes.linda"] = 1 }
+
+-- Whether a timeout argument of a linda or a lane (S.timeout's rule: nil,
+-- negative, huge or a numeric string like "1e999" is forever) lets a call
+-- wait long.
+local function waits(t)
+  return not (type(t) == "number" and t >= 0 and t <= 0.05)
+end
 local PATHS = { ["mmap.open"] = 1 }
 
 local function sanitize(t, a)
@@ -187,6 +269,9 @@ local function sanitize(t, a)
   if id == "loop.sleep" and type(v) == "number" and v > 0.01 then
     a[1] = 0.01                       -- a sleep is no fault: keep it short
   end
+  if id == "lanes.pool" and tonumber(v) and tonumber(v) > 2 then
+    a[1] = 2                          -- a pool of 2^53 processes is the caller's wish
+  end
   local self = a[1]
   if not t.method or not handle_kind(self) then return end
   -- calls that could block forever are made non-blocking first
@@ -199,6 +284,34 @@ local function sanitize(t, a)
   elseif tn == "ipc.mq" and id == "mq:send" then
     local ok, c = pcall(self.count, self)
     if ok and type(c) == "number" and c >= 4 then pcall(self.receive, self, 0) end
+  elseif tn == "ipc.linda" and (id == "linda:receive" or id == "linda:receive_batched"
+                                or id == "linda:send") then
+    -- l:f([timeout,] key...): a number or nil first is the timeout
+    local k0 = 2
+    if a.n >= 2 and (a[2] == nil or type(a[2]) == "number") then
+      if not waits(a[2]) then return end
+      k0 = 3
+    end
+    if id == "linda:send" then
+      pcall(self.limit, self, a[k0], "unlimited")
+    elseif id == "linda:receive" then
+      for j = k0, a.n do pcall(self.set, self, a[j], "unblock") end
+    else
+      local least = tonumber(a[k0 + 1])
+      if least and least >= 1 and least <= 64 and least % 1 == 0 then
+        local vs = {}
+        for j = 1, least do vs[j] = j end
+        pcall(self.set, self, a[k0], unpack(vs, 1, least))
+      elseif k0 == 3 then                 -- it could never be met: no wait
+        a[2] = 0
+      else
+        table.insert(a, 2, 0)
+        a.n = a.n + 1
+      end
+    end
+  elseif tn == "ipc.lane" and BLOCKED[self] and (id == "lane:join" or id == "lane:index") then
+    local l = BLOCKED[self]
+    pcall(l.send, l, "go", true)
   end
 end
 
@@ -246,13 +359,32 @@ local function call(i, n, ...)
     end
   end
   sanitize(t, a)
+  n = a.n
   local r = pack(pcall(t.fn, unpack(a, 1, n)))
   -- handles a call made are usable by the next calls of the example
-  if r[1] and handle_kind(r[2]) then
-    env.results[#env.results + 1] = r[2]
-    handles[#handles + 1] = r[2]
+  local function keep(rr)
+    if rr[1] and handle_kind(rr[2]) then
+      env.results[#env.results + 1] = rr[2]
+      handles[#handles + 1] = rr[2]
+    end
+  end
+  keep(r)
+  -- a generator is called too, with the same arguments, at most once per
+  -- example (each of its lanes is a process)
+  if (t.id == "lanes.gen" or t.id == "lanes.pool:gen") and r[1] and type(r[2]) == "function"
+     and not env.gen_called then
+    env.gen_called = true
+    local r2 = pack(pcall(r[2], unpack(a, 1, n)))
+    keep(r2)
+    local kind, detail = judge(r2)
+    if kind == "bad" then return kind, "the generator: " .. detail end
   end
   return judge(r)
+end
+
+-- At the end of the run: the pool of the live lanes.
+local function shutdown()
+  if SHARED then pcall(SHARED.close, SHARED); SHARED = nil end
 end
 
 local function targets()
@@ -276,4 +408,4 @@ local function special_keys()
 end
 
 return { call = call, begin = begin, finish = finish_example, targets = targets,
-         names = names, specials = special_keys, count = #TARGETS }
+         names = names, specials = special_keys, count = #TARGETS, shutdown = shutdown }
