@@ -38,8 +38,7 @@ from typing import TYPE_CHECKING
 from msgpack import unpackb
 
 from .. import linda as _linda
-from ..linda import _wire
-from ..linda import State, key_bit
+from ..linda import State, _wire, key_bit
 from ..lua import ENGINES
 
 if TYPE_CHECKING:
