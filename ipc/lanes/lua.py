@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Literal
 
-__all__ = ["pool", "submit", "result", "running", "cancel", "kill", "close", "nproc",
+__all__ = ["pool", "submit", "result", "watch", "running", "cancel", "kill", "close", "nproc",
            "serve", "take", "done", "FOREVER"]
 
 
@@ -40,6 +40,13 @@ def submit(p: Pool, job: int, payload: bytes) -> None:
 def result(p: Pool, job: int, timeout: float | None) -> bytes | Literal[False]:
     got = p.result(int(job), timeout)
     return False if got is None else got
+
+
+def watch(p: Pool, job: int) -> bytes:
+    """The key of the pool's linda that ``result`` waits on: ipc.loop waits
+    on it, given the pool (not its linda: the linda would cross into Lua
+    again at the next call, see ipc/lua/crossing.py)."""
+    return p.result_key(int(job))
 
 
 def running(p: Pool, job: int) -> int | None:
