@@ -280,6 +280,16 @@ class Pool:
         got = self._shared.linda.receive_bytes([_k(f"r:{job}")], timeout)
         return None if got is None else got[1][0]
 
+    @property
+    def linda(self) -> _linda.Linda:
+        """The pool's linda (its jobs and results)."""
+        return self._shared.linda
+
+    def result_key(self, job: int) -> bytes:
+        """The linda key (its bytes) that ``result(job)`` waits on, so that
+        ipc.loop can wait there without blocking its thread."""
+        return _k(f"r:{job}")
+
     def running(self, job: int) -> int | None:
         """The pid of the process running ``job``, or None (not yet, or
         finished)."""

@@ -33,8 +33,9 @@ local unpack = table.unpack or unpack
 local traceback = debug.traceback
 local load = loadstring or load
 
-local py_pool, py_submit, py_result, py_running, py_cancel, py_kill, py_close =
-  core.pool, core.submit, core.result, core.running, core.cancel, core.kill, core.close
+local py_pool, py_submit, py_result, py_running, py_cancel, py_kill, py_close, py_watch =
+  core.pool, core.submit, core.result, core.running, core.cancel, core.kill, core.close,
+  core.watch
 local FOREVER = core.FOREVER
 
 -- This engine's name, as luaipc --engine spells it: bytecode runs only there.
@@ -58,10 +59,29 @@ local function lane(self)
   return st
 end
 
+-- 5.1 cannot yield across a metamethod: h[i] there blocks even in a loop
+-- task (h:join suspends only the task on every engine).
+local YIELDS_IN_INDEX = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
+
+-- The result, waited for at most t: inside an ipc.loop task (and `yields`)
+-- tried without waiting and waited for by the loop on the pool's linda key
+-- of the result (ipc/loop/face.lua); elsewhere, a blocking wait.
+local function result(st, t, yields)
+  local sus = yields and t ~= 0 and S.suspend         -- set by ipc.loop (its face)
+  if sus then
+    local pool, job = st.pool, st.job
+    local k = S.call(py_watch, pool, job)
+    local function try() return S.call(py_result, pool, job, 0) end
+    local handled, blob, msg, code = sus("linda", pool, t, try, false, 1, k)
+    if handled then return blob, msg, code end
+  end
+  return S.call(py_result, st.pool, st.job, t)
+end
+
 -- Wait for the result (once: it is kept); false on timeout, or nil, msg.
-local function finish(st, t)
+local function finish(st, t, yields)
   if st.result then return true end
-  local blob, msg, code = S.call(py_result, st.pool, st.job, t)
+  local blob, msg, code = result(st, t, yields ~= false)
   if blob == false then return false end
   if blob == nil then return nil, msg, code end
   local ok, r = pcall(wire.decode, blob, DECODE)
@@ -72,9 +92,9 @@ local function finish(st, t)
   return true
 end
 
-function lane_methods.join(self, t)
+local function join(self, t, yields)
   local st = lane(self)
-  local done, msg, code = finish(st, S.timeout(t, 2, FOREVER))
+  local done, msg, code = finish(st, t, yields)
   if done == false then return nil, "timeout" end
   if done == nil then return nil, msg, code end
   local r = st.result
@@ -82,6 +102,10 @@ function lane_methods.join(self, t)
   if r.cancelled then return nil, "cancelled" end
   if r.killed then return nil, "killed", r.signal end
   return nil, r.err, r.tb
+end
+
+function lane_methods.join(self, t)
+  return join(self, S.timeout(t, 2, FOREVER), true)
 end
 
 function lane_methods.cancel(self, t)
@@ -120,7 +144,7 @@ local function index(self, k)
   if st == nil then return nil end
   if k == "status" then return status(st) end
   if type(k) == "number" then
-    local ok, msg, code = lane_methods.join(self)
+    local ok, msg, code = join(self, nil, YIELDS_IN_INDEX)
     if not ok then
       if msg == "killed" then error(format("lane killed by signal %d", code), 2) end
       if msg == "cancelled" then error("lane cancelled", 2) end

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Callable
 from functools import partial
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["Linda", "open", "create", "linda", "unlink", "DEFAULT_CAPACITY", "MIN_CAPACITY",
-           "Timeout", "State", "key_bit", "key_bytes", "key_value"]
+           "Timeout", "State", "key_bit", "key_bytes", "key_value", "receivable", "sendable"]
 
 #: Longest name: the file is /dev/shm/linda.<name>.
 NAME_LEN_MAX = NAME_MAX - len(_os.PREFIX)
@@ -118,6 +119,28 @@ def key_value(blob: bytes) -> Any:
         return unpackb(blob, raw=False)
     except UnicodeDecodeError:
         return unpackb(blob, raw=True)
+
+
+def receivable(keys: list[bytes], least: int = 1) -> Callable[[State], bool]:
+    """Whether ``receive_bytes(keys, 0, least)`` would take something from
+    ``state`` now (one of ``keys`` holds ``least`` values): what a waiter
+    that must not take (ipc.loop's helpers) watches for."""
+    def ready(state: State) -> bool:
+        for k in keys:
+            entry = state.get(k)
+            if entry is not None and len(entry[1]) >= least:
+                return True
+        return False
+    return ready
+
+
+def sendable(key: bytes, n: int) -> Callable[[State], bool]:
+    """Whether ``send_bytes(key, n blobs, 0)`` would go now (the key is
+    under its limit by ``n``): as ``receivable``, for senders."""
+    def ready(state: State) -> bool:
+        entry = state.get(key)
+        return entry is None or not 0 <= entry[0] < len(entry[1]) + n
+    return ready
 
 
 def _status(fifo: list[bytes], limit: int) -> str:
@@ -278,6 +301,22 @@ class Linda:
 
         result: tuple[bytes, list[bytes]] | None = self.transact_wait(change, bits, timeout)
         return result
+
+    def wake(self, bits: int) -> None:
+        """Wake every wait on ``bits`` (``key_bit``s or-ed), in every
+        process, without a change: each looks at the state again and, if
+        nothing is there for it, sleeps on.  ipc.loop ends a cancelled
+        helper's wait with it.  Closed: nothing."""
+        calls = self._inflight.calls
+        calls.append(None)
+        try:
+            store = self._store
+            if store is not None:
+                store.wake(bits)
+        finally:
+            calls.pop()
+            if self._store is None:
+                self._inflight.close()
 
     def set_bytes(self, key: bytes, blobs: list[bytes]) -> tuple[bool, str]:
         """Replace the values of ``key`` (clearing a key that does not exist

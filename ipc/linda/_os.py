@@ -343,6 +343,14 @@ class Store:
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
+    def wake(self, bits: int) -> None:
+        """Wake the waits on ``bits`` in every process, with no change: they
+        look again and sleep on.  (What ends a cancelled ipc.loop helper
+        that sleeps here: a spurious wake costs its peers one look, never a
+        value, as every wait re-checks the state.)"""
+        if self._fd >= 0:
+            _futex(self._addr, _FUTEX_WAKE_BITSET, 0x7FFFFFFF, None, bits & _ALL_BITS)
+
     def wake_all(self) -> None:
         """Wake every wait on this linda, in every process (they look again
         and sleep on if nothing changed)."""

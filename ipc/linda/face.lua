@@ -18,7 +18,8 @@
 -- As in Lanes, the timeout is the first argument when it is a number or
 -- nil, so a number key needs a timeout (nil) before it.  The timeout rule
 -- is ipc.sem's.  Keys and values are encoded here, in Lua (wire.lua); only
--- their bytes cross into Python.
+-- their bytes cross into Python.  Inside an ipc.loop task, a send or
+-- receive that must wait suspends only its task (S.suspend).
 local S, core, part = ...
 local wire = part("wire")
 local encode, decode = wire.encode, wire.decode
@@ -28,6 +29,8 @@ local floor = math.floor
 local mtype = math.type
 local toint = math.tointeger
 local unpack = table.unpack or unpack
+
+local function pack(...) return { n = select("#", ...), ... } end
 
 local py_open, py_send, py_receive, py_set, py_get, py_limit, py_count, py_close =
   core.open, core.send, core.receive, core.set, core.get, core.limit, core.count, core.close
@@ -129,7 +132,15 @@ function methods.send(self, ...)
   k = key(k, i + 1)
   if select("#", ...) <= i then S.argerror(i + 2, "send needs a value after the key") end
   local vs, n = values(i + 2, select(i + 1, ...))
-  local ok, msg, code = S.call(py_send, st.h, t, k, unpack(vs, 1, n))
+  local h, ok, msg, code = st.h, nil, nil, nil
+  local sus = t ~= 0 and S.suspend                   -- set by ipc.loop (its face)
+  local handled = false
+  if sus then
+    handled, ok, msg, code = sus("linda", h, t,
+                                 function() return S.call(py_send, h, 0, k, unpack(vs, 1, n)) end,
+                                 true, n, k)
+  end
+  if not handled then ok, msg, code = S.call(py_send, h, t, k, unpack(vs, 1, n)) end
   if ok then return true end
   if ok == false then return nil, "timeout" end
   return nil, msg, code
@@ -145,17 +156,30 @@ local function received(k, ...)
   return decode(k), unpack(out, 1, n)
 end
 
+-- py_receive(h, t, least, most, keys...), or inside a loop task, the same
+-- tried without waiting and waited for by the loop (ipc/loop/face.lua).
+local function receive(h, t, least, most, ...)
+  local sus = t ~= 0 and S.suspend                   -- set by ipc.loop (its face)
+  if sus then
+    local keys = pack(...)
+    local function try() return S.call(py_receive, h, 0, least, most, unpack(keys, 1, keys.n)) end
+    local r = pack(sus("linda", h, t, try, false, least, ...))
+    if r[1] then return unpack(r, 2, r.n) end
+  end
+  return S.call(py_receive, h, t, least, most, ...)
+end
+
 function methods.receive(self, ...)
   local st = check(self)
   local t, i = split(2, ...)
   local n = select("#", ...)
   if n < i then S.argerror(i + 1, "key expected") end
   if n == i then
-    return received(S.call(py_receive, st.h, t, 1, 1, key((select(i, ...)), i + 1)))
+    return received(receive(st.h, t, 1, 1, key((select(i, ...)), i + 1)))
   end
   local keys = {}
   for j = i, n do keys[#keys + 1] = key((select(j, ...)), j + 1) end
-  return received(S.call(py_receive, st.h, t, 1, 1, unpack(keys)))
+  return received(receive(st.h, t, 1, 1, unpack(keys)))
 end
 
 function methods.receive_batched(self, ...)
@@ -168,8 +192,8 @@ function methods.receive_batched(self, ...)
   if least < 1 or most < least then
     S.argerror(i + 2, format("need 1 <= min <= max, not %s and %s", least, most))
   end
-  return received(S.call(py_receive, st.h, t, toint and toint(least) or least,
-                         toint and toint(most) or most, k))
+  return received(receive(st.h, t, toint and toint(least) or least,
+                          toint and toint(most) or most, k))
 end
 
 function methods.set(self, k, ...)

@@ -8,20 +8,25 @@ functions here are coroutines over the same objects, for any asyncio loop::
     async with ipc.loop.holding(sem): ...
     data, prio = await ipc.loop.receive(q)
     await ipc.loop.send(q, b"job")
+    key, value = await ipc.loop.receive(l, "jobs", "stop", timeout=5)   # a linda
+    await ipc.loop.send(l, "jobs", {"n": 1})      # waits while the key is full
     code = await ipc.loop.wait(process)           # or a Pipeline
     result = await ipc.loop.run(["sort"], b"b\\na\\n")  # as ipc.proc.run
     async with ipc.loop.locked(f, "w"): ...
 
 They are functions of this module, not ``async`` twins on every handle, so
 the handles keep one (blocking) API and what stands in for a missing
-descriptor has one home (``_standin.py``) for Lua and Python alike.  A queue
-is polled through its descriptor (``loop.add_reader``); a semaphore and an
-fcntl lock have none, so a helper thread waits and wakes the loop.
+descriptor has one home (``_standin.py``) for Lua and Python alike.
+``receive(h, ...)`` and ``send(h, ...)`` are ``h.receive(...)`` and
+``h.send(...)`` awaited, for a queue or a linda alike.  A queue
+is polled through its descriptor (``loop.add_reader``); a semaphore, an
+fcntl lock and a linda have none, so a helper thread waits and wakes the
+loop.
 
 Cancellation, ``asyncio.wait_for`` included, never loses a unit or a
-message: a message is taken only by a non-blocking receive once the
-descriptor is ready, and a unit or lock a helper took for a cancelled wait
-is given back.
+message: a message or a linda value is taken only by a non-blocking call
+once the wait says it may go, and a unit or lock a helper took for a
+cancelled wait is given back.
 """
 from __future__ import annotations
 
@@ -31,26 +36,27 @@ import os
 import select
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard, overload
 
 from .._errors import timed_out
 from .._timeout import Deadline, timeout as check_timeout
-from ._standin import LockWaiter, SemWaiter, mq_fd
+from ._standin import LindaWaiter, LockWaiter, SemWaiter, mq_fd
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from _typeshed import StrOrBytesPath
 
+    from ..linda import Linda
     from ..mq import MessageQueue
     from ..proc import Env, Pipeline, Process, Result
     from ..proc._launch import Command
     from ..sem import Semaphore
 
-__all__ = ["acquire", "holding", "receive", "send", "wait", "locked", "run"]
+__all__ = ["acquire", "holding", "receive", "send", "receive_batched", "wait", "locked", "run"]
 
 
-async def _helper(w: SemWaiter | LockWaiter, timeout: float | None) -> bool:
+async def _helper(w: SemWaiter | LockWaiter | LindaWaiter, timeout: float | None) -> bool:
     """Run a stand-in's helper thread and await its end, at most
     ``timeout`` seconds.  A cancel (a timeout is one) gives back whatever
     the helper took, even if it took it just before."""
@@ -212,17 +218,143 @@ async def _mq(q: MessageQueue, write: bool, attempt: Any, timeout: float | None)
                             q.name) from None
 
 
-async def receive(q: MessageQueue, timeout: float | None = None) -> tuple[bytes, int]:
-    """``q.receive()`` without blocking the event loop: ``(data, priority)``."""
+async def _receive_mq(q: MessageQueue, timeout: float | None = None) -> tuple[bytes, int]:
     r: tuple[bytes, int] = await _mq(q, False, lambda: q.receive(0), timeout)
     return r
 
 
-async def send(q: MessageQueue, message: bytes | bytearray | memoryview,
-               timeout: float | None = None, priority: int = 0) -> None:
-    """``q.send()`` without blocking the event loop."""
+async def _send_mq(q: MessageQueue, message: bytes | bytearray | memoryview,
+                   timeout: float | None = None, priority: int = 0) -> None:
     bytes(message)                                    # TypeError before any wait
     await _mq(q, True, lambda: q.send(message, 0, priority), timeout)
+
+
+# -- lindas ------------------------------------------------------------------------
+#
+# A linda has no descriptor: its waits sleep on a futex.  A helper thread
+# (LindaWaiter) sleeps there until the call could go, and wakes the loop;
+# the coroutine then makes the call itself, without waiting, in the loop's
+# thread.  The helper takes nothing, so a cancel (wait_for's timeout, a
+# task cancel, anyio's scopes) at any instant has nothing to give back: a
+# value is taken only by the call that returns it.  Another process may
+# be first; then the coroutine waits again, until its deadline.
+
+async def _linda(linda: Linda, attempt: Callable[[], Any], ready: Callable[[Any], bool],
+                 bits: int, timeout: float | None, what: str) -> Any:
+    t = check_timeout(timeout)
+    deadline = Deadline(t)
+    while True:
+        got = attempt()                    # never waits; None: it would have
+        if got is not None:
+            return got
+        if t == 0 or deadline.expired:
+            raise timed_out(timeout, what, linda.name)
+        left = deadline.remaining()
+        try:
+            # (The helper's own deadline is set first, so it never outlives
+            # this wait by more than a moment: see LindaWaiter.)
+            await _helper(LindaWaiter(linda, ready, bits, left, lambda: None), left)
+        except asyncio.TimeoutError:
+            raise timed_out(timeout, what, linda.name) from None
+
+
+def _bits(keys: list[bytes]) -> int:
+    from ..linda import key_bit
+    bits = 0
+    for k in keys:
+        bits |= key_bit(k)
+    return bits
+
+
+async def _receive_linda(linda: Linda, *keys: Any,
+                         timeout: float | None = None) -> tuple[Any, Any]:
+    from ..linda import _wire, key_bytes, key_value, receivable
+    if not keys:
+        raise ValueError("receive() needs at least one key")
+    blobs = [key_bytes(k) for k in keys]             # TypeError before any wait
+    got = await _linda(linda, lambda: linda.receive_bytes(blobs, 0), receivable(blobs, 1),
+                       _bits(blobs), timeout, "a value in linda")
+    return key_value(got[0]), _wire.loads(got[1][0], raw=linda.raw)
+
+
+async def _send_linda(linda: Linda, key: Any, *values: Any,
+                      timeout: float | None = None) -> None:
+    from ..linda import _wire, key_bytes, sendable
+    if not values:
+        raise ValueError("send() needs at least one value after the key")
+    k = key_bytes(key)
+    blobs = [_wire.dumps(v) for v in values]          # encoded once, before any wait
+    await _linda(linda, lambda: linda.send_bytes(k, blobs, 0) or None, sendable(k, len(blobs)),
+                 _bits([k]), timeout, f"room in key {key!r} of linda")
+
+
+async def receive_batched(linda: Linda, key: Any, least: int, most: int | None = None, *,
+                          timeout: float | None = None) -> list[Any]:
+    """``linda.receive_batched()`` without blocking the event loop: between
+    ``least`` and ``most`` values of ``key``, taken at once."""
+    from ..linda import Linda, _wire, key_bytes, receivable
+    if not isinstance(linda, Linda):
+        raise TypeError(f"receive_batched() takes an ipc.linda.Linda, "
+                        f"not {type(linda).__name__}")
+    most = least if most is None else most
+    for v, name in ((least, "least"), (most, "most")):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must be an int, not {type(v).__name__}")
+    if not 1 <= least <= most:
+        raise ValueError(f"need 1 <= least <= most, not {least} and {most}")
+    k = key_bytes(key)
+    got = await _linda(linda, lambda: linda.receive_bytes([k], 0, least, most),
+                       receivable([k], least), _bits([k]), timeout,
+                       f"{least} values in key {key!r} of linda")
+    return [_wire.loads(b, raw=linda.raw) for b in got[1]]
+
+
+# -- receive and send: one verb per handle method ------------------------------------
+#
+# ``receive(h, ...)`` is ``h.receive(...)`` awaited, whichever handle h is
+# (as ``wait`` takes a Process or a Pipeline): the arguments after the
+# handle are that handle's own.  Not ``receive_linda``: a suffix per kind
+# would beg ``receive_mq`` too, and the rule "the handle's method, with the
+# handle first" is the one a reader already knows from the rest of here.
+
+def _is_linda(h: object) -> TypeGuard[Linda]:
+    # (ipc.linda imported only when asked: asyncio code without lindas
+    # does not load msgpack)
+    from ..linda import Linda
+    return isinstance(h, Linda)
+
+
+@overload
+async def receive(q: MessageQueue, timeout: float | None = None) -> tuple[bytes, int]: ...
+@overload
+async def receive(q: Linda, *keys: Any, timeout: float | None = None) -> tuple[Any, Any]: ...
+
+
+async def receive(q: Any, *args: Any, **kw: Any) -> Any:
+    """``q.receive()`` without blocking the event loop: from a queue,
+    ``(data, priority)``; from a linda (``receive(l, *keys, timeout=None)``),
+    ``(key, value)``."""
+    if _is_linda(q):
+        return await _receive_linda(q, *args, **kw)
+    return await _receive_mq(q, *args, **kw)
+
+
+@overload
+async def send(q: MessageQueue, message: bytes | bytearray | memoryview,
+               timeout: float | None = None, priority: int = 0) -> None: ...
+@overload
+async def send(q: Linda, key: Any, *values: Any, timeout: float | None = None) -> None: ...
+
+
+async def send(q: Any, *args: Any, **kw: Any) -> None:
+    """``q.send()`` without blocking the event loop: to a queue,
+    ``send(q, message, timeout=None, priority=0)``; to a linda,
+    ``send(l, key, *values, timeout=None)`` (waiting while the key is at
+    its limit)."""
+    if _is_linda(q):
+        await _send_linda(q, *args, **kw)
+    else:
+        await _send_mq(q, *args, **kw)
 
 
 async def wait(h: Process | Pipeline, timeout: float | None = None) -> int:

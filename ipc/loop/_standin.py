@@ -1,7 +1,7 @@
 """What stands in for a descriptor where the OS gives none, shared by the
 Lua loop (``ipc/loop/lua.py``) and asyncio (``ipc/loop/__init__.py``).
 
-A POSIX semaphore and an fcntl lock cannot be polled.  A helper thread per
+A POSIX semaphore, an fcntl lock and a linda (a futex) cannot be polled.  A helper thread per
 waited object does the blocking part and then calls ``notify`` (the Lua
 loop writes its eventfd, asyncio calls ``call_soon_threadsafe``).  The one
 rule: cancellation never loses a unit.  The helper takes the unit and, under
@@ -13,14 +13,16 @@ never neither.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import threading
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 from ..filelock import _os as _lockos
 
-__all__ = ["SemWaiter", "LockWaiter", "mq_fd"]
+__all__ = ["SemWaiter", "LockWaiter", "LindaWaiter", "mq_fd"]
 
 #: A semaphore helper waits in ``dec`` slices this long (ipc.sem's own
 #: slices inside: 0.05 s growing to 1 s), checking for cancellation between
@@ -157,6 +159,64 @@ class LockWaiter(_Waiter):
             _lockos.lock(self.fd, fcntl.LOCK_UN, self.offset, self.nbytes)
         except OSError:  # the file was closed: its locks went with it
             pass
+
+
+class LindaWaiter(_Waiter):
+    """A helper thread that sleeps on a linda's futex until ``ready(state)``
+    holds (``ipc.linda.receivable``/``sendable``), then notifies.  It takes
+    nothing: the waiting task retries the non-blocking call itself, in its
+    own thread, and may find another process was first (then it waits
+    again).
+
+    Why not take the value here, as SemWaiter takes its unit?  A value that
+    a helper took for a wait cancelled meanwhile would have to be given
+    back, and a linda cannot put it back where it was: it would go to the
+    end of its key's FIFO (reordering the key for every other receiver),
+    and a send would have to be undone after other processes saw it.  A
+    helper that only watches has nothing to give back, so a cancel at any
+    instant loses nothing, and the values are only ever taken in the Lua
+    (or asyncio) thread, by the call the task made.  The price is a retry
+    that may find the value gone, and a flock per wake for the probe.
+
+    ``timeout`` ends the helper's own wait (it notifies nobody then): the
+    caller's timer ends the task's wait at the same deadline, so a timed
+    out wait needs no wake-up of the futex.  A cancel before the deadline
+    wakes the futex on the helper's bits (``Linda.wake``: its peers in
+    other processes look once and sleep on).  A cancel that lands between
+    the helper's look and its sleep is missed by that wake: the helper
+    then lingers until the next change of its keys or the end of its slice
+    (``ipc.linda._os.SLICE``, 1 s), holding nothing, so nobody joins it.
+    """
+
+    def __init__(self, linda: Any, ready: Callable[[Any], bool], bits: int,
+                 timeout: float | None, notify: Callable[[], None]) -> None:
+        super().__init__(notify)
+        self.linda, self.ready, self.bits = linda, ready, bits
+        self.deadline = None if timeout is None else monotonic() + timeout
+        self.timeout = timeout
+
+    def _wait(self) -> bool:
+        ready, me = self.ready, self
+
+        def probe(state: Any) -> tuple[bool | None, int]:
+            if me.cancelled:            # (a bool, set once: no lock needed)
+                return False, 0
+            return (True if ready(state) else None), 0
+
+        return self.linda.transact_wait(probe, self.bits, self.timeout) is True
+
+    def _give_back(self) -> None:
+        pass                            # it took nothing
+
+    def cancel(self, give_back: bool = True) -> bool:
+        kept = super().cancel(give_back)
+        if self.thread.is_alive() and (self.deadline is None or monotonic() < self.deadline):
+            with contextlib.suppress(OSError, ValueError):
+                self.linda.wake(self.bits)
+        return kept
+
+    def join(self) -> None:
+        pass                            # it holds nothing (see above)
 
 
 def mq_fd(q: Any) -> int:

@@ -13,7 +13,8 @@
 -- One thread runs all Lua.  The scheduler is here; the loop sleeps in one
 -- epoll (ipc/loop/lua.py), kept for the whole run.  While a loop runs,
 -- S.suspend is set, and the blocking branch of each face (sem:dec,
--- mq:send/receive, proc h:wait, filelock.lock) calls it: inside a task it
+-- mq:send/receive, proc h:wait, filelock.lock, linda send/receive and
+-- receive_batched, lane join) calls it: inside a task it
 -- yields that task until the loop sees the object ready, and returns
 -- true plus the call's results; elsewhere (no loop, or a coroutine of the
 -- task's own) it returns false and the face blocks as it always did.
@@ -23,6 +24,7 @@
 -- when the cancel came completes, so the task holds what it took and is
 -- cancelled at its next wait.  A wait cancelled while a helper thread was
 -- taking a unit gives the unit back (ipc/loop/_standin.py): nothing is lost.
+-- A linda's helper takes nothing at all: it only says when to try again.
 local S, core = ...
 local type, select, error, tostring, setmetatable, rawequal, next, pcall =
       type, select, error, tostring, setmetatable, rawequal, next, pcall
@@ -34,6 +36,7 @@ local call = S.call
 local cnew, cwait, cfd, csem, clock, cproc, cresult, ccancel, cclose, cmqfd, cnow, cpause =
       core.new, core.wait, core.fd, core.sem, core.lock, core.proc, core.result,
       core.cancel, core.close, core.mqfd, core.now, core.pause
+local clinda = core.linda
 local FOREVER = core.FOREVER
 
 local function pack(...) return { n = select("#", ...), ... } end
@@ -317,6 +320,30 @@ local function suspend(kind, ...)
       if await(tok, left) == "timeout" then return true, false end
       local r1, r2, r3 = d()
       if r1 ~= false then return true, r1, r2, r3 end  -- else another was first
+    end
+  elseif kind == "linda" then
+    -- a: the Linda (Python), b: timeout, c: try (the call, non-blocking:
+    -- its results, or false when it would wait), then write, n, keys...
+    -- for the helper (ipc/loop/lua.py linda).  The helper only watches the
+    -- linda's futex; the task itself retries c here, in the Lua thread, so
+    -- a value is taken only by the call that returns it, and a cancelled
+    -- or timed out wait has taken nothing (see LindaWaiter for why not
+    -- take in the helper and give back).
+    local t = b
+    if t == 0 then return false end
+    local w, n = select(4, ...)
+    local deadline = t and call(cnow) + t
+    while true do
+      local r = pack(c())
+      if r[1] ~= false then return true, unpack(r, 1, r.n) end
+      local left = deadline and deadline - call(cnow)
+      if left and left <= 0 then return true, false end
+      local tok = call(clinda, p, a, w, n, left, select(6, ...))
+      if await(tok, left) == "timeout" then return true, false end
+      -- The helper's failure is the call's: an OSError as nil, msg, errno,
+      -- the linda closed meanwhile as an error.  Else look again.
+      local ok, msg, code = call(cresult, p, tok)
+      if ok == nil then return true, nil, msg, code end
     end
   elseif kind == "lock" then               -- a: fd, b: shared, c: offset, d: nbytes
     local tok, msg, code = call(clock, p, a, b, c, d)

@@ -4,7 +4,8 @@ The scheduler (tasks, timers, wake order) is Lua; this is what it waits
 with: one ``select.epoll`` per loop, made by ``new()`` and kept for the
 loop's life, over descriptors the faces' blocking calls name (a message
 queue's, a child's pipes and pidfd) and one eventfd that the helper
-threads standing in for semaphores and fcntl locks write (``_standin``).
+threads standing in for semaphores, fcntl locks and lindas write
+(``_standin``).
 Each wait is a token (an int): ``wait()`` gives back the tokens that are
 ready, and the face resumes their tasks.  A watched descriptor is
 ``dup``-ed, so that two tasks may wait on one queue (epoll takes a
@@ -33,9 +34,9 @@ from typing import Any
 from .._timeout import FOREVER
 from ..filelock import _os as _lockos
 from ..proc._pump import pump_fds
-from ._standin import LockWaiter, SemWaiter, mq_fd
+from ._standin import LindaWaiter, LockWaiter, SemWaiter, mq_fd
 
-__all__ = ["new", "wait", "fd", "sem", "lock", "proc", "result", "cancel", "close",
+__all__ = ["new", "wait", "fd", "sem", "lock", "linda", "proc", "result", "cancel", "close",
            "mqfd", "now", "pause", "FOREVER"]
 
 class Forked(RuntimeError):
@@ -198,6 +199,31 @@ def lock(p: Poller, fd: int, shared: bool, offset: float, nbytes: float) -> int:
         return 0
     t = p.token()
     w = LockWaiter(fd, shared, int(offset), int(nbytes), p.notifier(t))
+    w.start()
+    p.helpers[t] = w
+    return t
+
+
+def linda(p: Poller, h: Any, write: bool, n: int, timeout: float | None,
+          *keys: bytes) -> int:
+    """A token that becomes ready when ipc.linda handle ``h`` (or the
+    linda of ipc.lanes Pool ``h``) may let a call go: ``write``, a send of
+    ``n`` values to ``keys[0]``; else a receive of ``n`` values from one
+    of ``keys``.  Its helper only watches (``LindaWaiter``: the task
+    retries the call itself, so a cancelled wait has taken nothing), and
+    ends by itself after ``timeout``."""
+    p.mine()
+    # (Imported here: a loop without lindas does not load msgpack.)
+    from ..linda import Linda, key_bit, receivable, sendable
+    if not isinstance(h, Linda):
+        h = h.linda
+    n = int(n)
+    ready = sendable(keys[0], n) if write else receivable(list(keys), n)
+    bits = 0
+    for k in keys:
+        bits |= key_bit(k)
+    t = p.token()
+    w = LindaWaiter(h, ready, bits, timeout, p.notifier(t))
     w.start()
     p.helpers[t] = w
     return t
