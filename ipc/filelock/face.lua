@@ -91,9 +91,9 @@ local function locker(corefn)
     local f, mode, offset, nbytes = ...
     local fd, msg, code = checkfile(f, select("#", ...) < 1)
     if fd == nil then return nil, msg, code end
-    mode = S.checkoption(mode, 2, "rw", MODES)
-    offset = S.optinteger(offset, 3, 0)
-    nbytes = S.optinteger(nbytes, 4, 0)
+    if not MODES[mode] then mode = S.checkoption(mode, 2, "rw", MODES) end
+    if offset == nil then offset = 0 else offset = S.checkinteger(offset, 3) end
+    if nbytes == nil then nbytes = 0 else nbytes = S.checkinteger(nbytes, 4) end
     local ok, handled
     local sus = corefn == core_lock and S.suspend    -- set by ipc.loop (its face)
     if sus then handled, ok, msg, code = sus("lock", fd, mode == "r", offset, nbytes) end
