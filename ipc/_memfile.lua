@@ -4,14 +4,27 @@
 -- A handle is a userdata of its module's class (support.lua: S.class); its
 -- state (the position `p`, the size `n`, the access flags) is a table `st`
 -- in STATE, shared by the three classes, so a script can neither forge nor
--- corrupt it.  Argument numbers count `self`, as memfile.c's do.  The
--- bytes themselves are reached through three primitives: st.get(p, q)
--- gives bytes [p, q), st.line(p, q) the bytes from p through the first
--- "\n" before q, and st.put(p, s) stores s at p.  For shm and mmap they are
--- Python closures over the mapping (ipc/_memfile.py: lua_file), so a read
--- or a write costs one Lua->Python call and seek costs none; for strfile
--- they are Lua closures over the string.  Every check that can be done
--- here is done here, before any call, so the hot path needs no pcall.
+-- corrupt it.  Argument numbers count `self`, as memfile.c's do.  Every
+-- check that can be done here is done here, before any call, so the hot
+-- paths need no pcall.
+--
+-- Where the bytes come from:
+-- * strfile: the Lua string itself (st.text); no Python but for addr().
+-- * shm and mmap on PUC-Lua: the Python mmap (st.mem), by item access with
+--   slices made once per (position, length) and kept (st.sl): `mem[slice]`
+--   skips most of what lupa does for a call (no argument tuple), so a small
+--   read or write is one cheap crossing; st.get(p, q), st.line(p, q) and
+--   st.put(p, s) (Python closures, ipc/_memfile.py: lua_file) do the rest.
+-- * shm and mmap on LuaJIT: the mapping itself, through the FFI (use_ffi).
+--
+-- Line reads (read "l"/"L", lines) read ahead: a block of up to BLOCK bytes
+-- is taken at once (st.blk, which starts at region position st.b0) and the
+-- lines are cut from it in Lua.  So a run of line reads sees each block as
+-- it was when the block was taken, as a C FILE* sees a file another
+-- process writes; any other call on the handle (a read of a count or of
+-- "a"/"n", write, seek, truncate) drops the block, so what it does and
+-- everything after it sees the memory itself.  strfile's block is its whole
+-- text, for good; LuaJIT's FFI needs no block (memchr on the mapping).
 local S = ...
 
 local type, select, tonumber, setmetatable = type, select, tonumber, setmetatable
@@ -54,9 +67,9 @@ end
 
 -- -- reading -------------------------------------------------------------
 
-local function read_line(st, keep)
-  local p, n = st.p, st.n
-  if p >= n then return nil end
+-- A line from position p (< n) as the Python side or the FFI finds it, for
+-- a line the block cannot give: s, the line with its "\n" if it has one.
+local function line_through(st, keep, p, n)
   local s = st.line(p, n)
   st.p = p + #s
   if not keep and byte(s, -1) == 10 then          -- "l": drop "\n" and a "\r"
@@ -65,10 +78,44 @@ local function read_line(st, keep)
   return s
 end
 
+-- One line ("l": without its "\n", nor a "\r" right before it; "L", keep
+-- = true: as it is), cut from the read-ahead block (see the top).
+local BLOCK = 16384
+local function read_line(st, keep)
+  local p, n = st.p, st.n
+  if p >= n then return nil end
+  local blk, b0 = st.blk, st.b0
+  if blk == nil or p < b0 or p >= b0 + #blk then
+    if not st.ahead then return line_through(st, keep, p, n) end   -- the FFI
+    local q = p + BLOCK
+    if q > n then q = n end
+    blk, b0 = st.get(p, q), p
+    st.blk, st.b0, st.cr = blk, b0, nil
+  end
+  if st.cr == nil then st.cr = find(blk, "\r", 1, true) ~= nil end   -- see lines
+  local a = p - b0 + 1                             -- p, as an index into blk
+  local i = find(blk, "\n", a, true)
+  if i == nil or b0 + i > n then                   -- no "\n" before the end:
+    local e = b0 + #blk                            -- of the region, or of the
+    if e < n then                                  -- block (a line longer than
+      st.blk = st.text                             -- it: ask for all of it)
+      return line_through(st, keep, p, n)
+    end
+    st.p = n                                       -- the last line, unended
+    return sub(blk, a, n - b0)
+  end
+  st.p = b0 + i
+  if keep then return sub(blk, a, i) end
+  if i > a and byte(blk, i - 1) == 13 then return sub(blk, a, i - 2) end
+  return sub(blk, a, i - 1)
+end
+
 local function read_all(st)
   local p, n = st.p, st.n
   if p >= n then return "" end
   st.p = n
+  local t = st.text
+  if t then return sub(t, p + 1, n) end
   return st.get(p, n)
 end
 
@@ -130,18 +177,43 @@ local function read_number(st)
   return tonumber(sub(s, 1, i - 1))
 end
 
--- Bytes [p, p + c) (c >= 1, within the region).  Small sizes go through a
--- per-size Python callable made once (struct.unpack_from bound to the
--- mapping: no Python frame, one argument), larger ones through get.
-local SMALL = 256
-local function getn(st, p, c)
-  local rd = st.rd
-  if rd and c <= SMALL then
-    local g = rd[c]
-    if not g then g = st.getter(c); rd[c] = g end
-    return g(p)
+-- The slice [p, p + c) of st.mem, for item access (see the top); nil the
+-- first time (p, c) is asked for, which is only marked (false): a slice
+-- costs a call to make, which pays where a position comes back (a small
+-- record read again and again) and not where it does not (a stream of
+-- writes, each further on).  A handle keeps at most MAXSLICES entries,
+-- then starts over (the dropped slices go with their Lua wrappers).  Each
+-- slice is a new Python object, handed to Lua once (ipc/lua/crossing.py).
+local MAXSLICES = 512
+local function slice(st, p, c)
+  local sl = st.sl
+  local byc = sl[c]
+  if byc and byc[p] == false then
+    local s = st.span(p, p + c)
+    byc[p] = s
+    return s
   end
-  return st.get(p, p + c)
+  local k = st.nsl + 1
+  if k > MAXSLICES then sl, k = {}, 1; st.sl = sl end
+  st.nsl = k
+  byc = sl[c]
+  if byc == nil then byc = { n = c }; sl[c] = byc end   -- n: c as an integer
+  byc[p] = false
+  return nil
+end
+
+-- Bytes [p, p + c) (c >= 1, within the region).
+local function getn(st, p, c)
+  local sl = st.sl
+  if sl then                                       -- PUC-Lua: shm, mmap
+    local byc = sl[c]
+    local s = byc and byc[p] or slice(st, p, c)
+    if s then return st.mem[s] end
+    return st.get(p, p + c)
+  end
+  local t = st.text                                -- strfile
+  if t then return sub(t, p + 1, p + c) end
+  return st.get(p, p + c)                          -- LuaJIT's FFI
 end
 
 -- One format of read (argument k) or of lines (k = nil: reported without
@@ -150,6 +222,7 @@ local function read1(st, f, k)
   if type(f) == "number" then
     local c = count(f)
     if c then
+      st.blk = st.text                             -- not a line: see the top
       local p, n = st.p, st.n
       if p >= n then return nil end
       if c == 0 then return "" end
@@ -162,8 +235,8 @@ local function read1(st, f, k)
     if b == 42 then b = byte(f, 2) end             -- the "*" is optional
     if b == 108 then return read_line(st, false)   -- "l"
     elseif b == 76 then return read_line(st, true) -- "L"
-    elseif b == 97 then return read_all(st)        -- "a"
-    elseif b == 110 then return read_number(st)    -- "n"
+    elseif b == 97 then st.blk = st.text; return read_all(st)       -- "a"
+    elseif b == 110 then st.blk = st.text; return read_number(st)   -- "n"
     end
   end
   if k then S.argerror(k, "invalid format") end
@@ -174,17 +247,34 @@ local M = {}
 
 function M.read(self, ...)
   local st = STATE[self]
+  -- The hot path, read(c) at a position whose slice is kept (shm and mmap
+  -- on PUC-Lua): one item access.  byc is nil for anything but a count
+  -- that was read or written there before (a float c finds the integer's
+  -- entry, whose n is the integer).  Closing sets st.r false.
+  local c = ...
+  local byc = st and st.r and st.sl and st.sl[c]
+  if byc and select("#", ...) == 1 then
+    local p = st.p
+    local s = byc[p]
+    c = byc.n
+    if s and c <= st.n - p then
+      st.p = p + c
+      st.blk = nil                                 -- not a line: see the top
+      return st.mem[s]
+    end
+  end
   if not st or st.closed then badself(self) end
   if not st.r then return nil, PERM end
   local nf = select("#", ...)
   if nf == 1 then
     local f = ...
-    -- The hot path, read(n): one C call to check n, one call to Python.
+    -- read(n) at a position not kept yet: one C call to check n (5.3+).
     if mtype and mtype(f) == "integer" and f > 0 then
       local p, n = st.p, st.n
       if p >= n then return nil end
       if f > n - p then f = n - p end
       st.p = p + f
+      st.blk = st.text                             -- not a line: see the top
       return getn(st, p, f)
     end
     return (read1(st, f, 2))                       -- no tail call: support.lua
@@ -200,15 +290,35 @@ function M.read(self, ...)
   return unpack(out, 1, nf)
 end
 
+-- The formats of lines that mean one "l" line at a time, as no format does.
+local LINE = { l = true, ["*l"] = true }
+
 function M.lines(self, ...)
   local st = STATE[self]
   if not st or st.closed then badself(self) end
   if not st.r then S.error(PERM) end
   local nf = select("#", ...)
+  if nf == 0 or (nf == 1 and LINE[...]) then
+    -- The hot path: read_line(st, false) cut short for a line that ends in
+    -- the block, when the block has no "\r" at all (st.cr false: so no
+    -- line has one to drop).  A closed handle has no block.
+    return function()
+      local blk = st.blk
+      if blk and st.cr == false then
+        local b0, p = st.b0, st.p
+        local a = p - b0 + 1
+        local i = a > 0 and find(blk, "\n", a, true)
+        if i and b0 + i <= st.n then
+          st.p = b0 + i
+          return sub(blk, a, i - 1)
+        end
+      end
+      if st.closed then S.error(CLOSED) end
+      return (read_line(st, false))
+    end
+  end
   local fmts = { ... }
-  if nf == 0 then fmts, nf = { "l" }, 1 end
   return function()
-    local st = STATE[self]
     if st.closed then S.error(CLOSED) end
     local out = {}
     for k = 1, nf do
@@ -222,14 +332,14 @@ end
 
 -- -- writing -------------------------------------------------------------
 
--- Store s (len >= 1 bytes) at p, through a per-size callable for small
--- sizes (struct.pack_into bound to the mapping), else through put.
+-- Store s (len >= 1 bytes) at p: by item access on the mapping where a
+-- slice for [p, p + len) is kept (see slice), else through put.
 local function putn(st, p, s, len)
-  local wr = st.wr
-  if wr and len <= SMALL then
-    local w = wr[len]
-    if not w then w = st.putter(len); wr[len] = w end
-    return w(p, s)
+  local sl = st.sl
+  if sl then
+    local byc = sl[len]
+    local sp = byc and byc[p] or slice(st, p, len)
+    if sp then st.mem[sp] = s; return end
   end
   return st.put(p, s)
 end
@@ -241,6 +351,21 @@ end
 
 function M.write(self, ...)
   local st = STATE[self]
+  -- The hot path, write(s) that fits, at a position whose slice is kept
+  -- (see read).  Closing sets st.w false.
+  local s = ...
+  local byc = type(s) == "string" and st and st.w and st.sl and st.sl[#s]
+  if byc and select("#", ...) == 1 then
+    local p = st.p
+    local sp = byc[p]
+    local len = #s
+    if sp and len <= st.n - p then
+      st.mem[sp] = s
+      st.p = p + len
+      st.blk = nil                                 -- not a line: see the top
+      return self
+    end
+  end
   if not st or st.closed then badself(self) end
   if not st.w then return nil, PERM end
   local nf = select("#", ...)
@@ -255,6 +380,7 @@ function M.write(self, ...)
     for k = 1, nf do parts[k] = tostr(parts[k], k + 1) end
     s = concat(parts, "", 1, nf)
   end
+  st.blk = st.text                                 -- not a line: see the top
   local p, n = st.p, st.n
   local len = #s
   if len > n - p then                              -- write what fits, as
@@ -280,6 +406,15 @@ local WHENCE = { set = true, cur = true, ["end"] = true }
 
 function M.seek(self, whence, offset)
   local st = STATE[self]
+  -- The hot path, seek("set", at) to the position the last seek gave (a
+  -- record read again and again): its checks are done.  A float equal to
+  -- it is the same position, as an integer; st.at is 0/0 once closed.
+  if whence == "set" and st and offset == st.at then
+    offset = st.at
+    st.p = offset
+    st.blk = st.text                               -- not a line: see the top
+    return offset
+  end
   if not st or st.closed then badself(self) end
   if whence == nil then whence = "cur"
   elseif not WHENCE[whence] then whence = S.checkoption(whence, 2, "cur", WHENCE) end
@@ -297,7 +432,8 @@ function M.seek(self, whence, offset)
   elseif whence == "cur" then p = st.p + offset
   else p = n + offset end
   if p < 0 or p > n then return nil, "invalid offset" end
-  st.p = p
+  st.p, st.at = p, p
+  st.blk = st.text                                 -- not a line: see the top
   return p
 end
 
@@ -334,18 +470,20 @@ function M.truncate(self, size)
   if size < 0 or size > st.n then return nil, "new size too large" end
   st.n = size
   if st.p > size then st.p = size end
+  if st.at > size then st.at = 0 end
+  st.blk = st.text                                 -- not a line: see the top
   return true
 end
 
 function M.close(self)
   local st = STATE[self]
   if not st or st.closed then badself(self) end
-  st.closed = true
+  st.closed, st.r, st.w, st.at = true, false, false, 0 / 0   -- (the hot paths)
   local close = st.close
   -- Drop the Python side at once: its finalizer frees the memory even if
   -- the close function below is never reached.
   st.get, st.line, st.put, st.flush, st.addr, st.close, st.obj = nil
-  st.getter, st.rd, st.putter, st.wr = nil
+  st.mem, st.span, st.sl, st.blk, st.text = nil
   if close then
     local ok, msg, code = S.call(close)
     if ok == nil and msg ~= nil then return nil, msg, code end
@@ -363,14 +501,15 @@ end
 -- A handle from the values a Python `open` function returns (the fields of
 -- ipc/_memfile.py's LuaFile, in its order): the object that owns the
 -- memory, get, line, put (nil if not readable / writable), the size, the
--- close, flush and addr functions, getter and putter.  On an OS failure the
--- Python function has given nil, message, errno instead.
-local function build(new, obj, get, line, put, n, close, flush, addr, getter, putter)
+-- close, flush and addr functions, the mapping and span (which makes its
+-- slices).  On an OS failure the Python function has given nil, message,
+-- errno instead.
+local function build(new, obj, get, line, put, n, close, flush, addr, mem, span)
   if obj == nil then return nil, get, line end
   return new { p = 0, n = n, r = get ~= nil, w = put ~= nil, get = get,
                line = line, put = put, close = close, flush = flush,
-               addr = addr, obj = obj, closed = false,
-               getter = getter, rd = getter and {}, putter = putter, wr = putter and {} }
+               addr = addr, obj = obj, closed = false, ahead = true, at = 0,
+               mem = mem, span = span, sl = mem and {}, nsl = 0 }
 end
 
 -- LuaJIT: reach the mapping through the FFI instead of Python (same bytes,
@@ -401,7 +540,7 @@ local function use_ffi(st)
     end
   end
   if st.w then st.put = function(p, s) fcopy(base + p, s, #s) end end
-  st.getter, st.rd, st.putter, st.wr = nil
+  st.mem, st.span, st.sl, st.ahead = nil               -- (memchr: no read-ahead)
 end
 
 function MF.open(new, pyopen, ...)
@@ -411,7 +550,8 @@ function MF.open(new, pyopen, ...)
 end
 
 -- A read-only handle over a Lua string, without any Python call; `addr`
--- is the function that gives the address of the bytes.
+-- is the function that gives the address of the bytes.  Its read-ahead
+-- block is the whole string, for good (st.text: see the top).
 function MF.string(new, s, addr)
   local function get(p, q) return sub(s, p + 1, q) end
   local function line(p, q)
@@ -419,7 +559,10 @@ function MF.string(new, s, addr)
     if not i or i > q then i = q end
     return sub(s, p + 1, i)
   end
-  return build(new, s, get, line, nil, #s, nil, nil, function() return addr(s) end)
+  local h = build(new, s, get, line, nil, #s, nil, nil, function() return addr(s) end)
+  local st = STATE[h]
+  st.text, st.blk, st.b0 = s, s, 0
+  return h
 end
 
 return MF

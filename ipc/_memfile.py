@@ -6,11 +6,13 @@ comes from; everything a handle does with it lives here:
 * ``MemFile``: the Python handle (read/write/seek/tell/readline/iteration,
   ``size()``, ``truncate()``, a zero-copy ``buf`` memoryview, ``close()``).
 * ``lua_file()``: a handle as the Lua face takes it (a ``LuaFile``, sent
-  flat): the few primitives the face calls (``get``, ``put``, ``line``) as
-  small closures over the mapping, so that a Lua ``read`` or ``write`` costs
-  exactly one Lua->Python call; the position and every cheap check stay in
-  Lua (``_memfile.lua``, the one Lua implementation of the file methods,
-  which all three faces load).
+  flat): the mapping itself, which Lua reads and writes by item access with
+  slices it keeps (``mem[s]``: cheaper than any call through lupa), and
+  the few primitives the face calls for the rest (``get``, ``put``,
+  ``line``, ``span``) as small closures over the mapping, so that a Lua
+  ``read`` or ``write`` costs at most one Lua->Python crossing; the
+  position and every cheap check stay in Lua (``_memfile.lua``, the one
+  Lua implementation of the file methods, which all three faces load).
 
 The region is fixed: writing past its end is refused, never grows it.
 """
@@ -23,8 +25,6 @@ import sys
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Iterator
-from functools import partial
-from struct import Struct
 
 from ._errors import os_error
 
@@ -381,12 +381,15 @@ class LuaFile(NamedTuple):
     flush: Callable[[], bool] | None
     #: The address of the first byte.
     addr: Callable[[], int]
-    #: ``getter(n)`` and ``putter(n)``: ``get``/``put`` for a fixed size
-    #: ``n`` as C-level callables (``struct`` bound with
-    #: ``functools.partial``: no Python frame and one argument less per
-    #: call, which is most of what a small read or write costs).
-    getter: Callable[[int], Callable[[int], tuple[bytes]]] | None
-    putter: Callable[[int], Callable[[int, bytes], None]] | None
+    #: The object that holds the bytes (an ``mmap.mmap``; ``bytes`` for a
+    #: strfile), for ``mem[s]`` and ``mem[s] = v`` from Lua with a slice
+    #: ``s`` from ``span``: item access skips lupa's argument tuple, so it
+    #: costs about a call without arguments (issue 14).  Lua gets it once,
+    #: here, as every object (``ipc/lua/crossing.py``).
+    mem: Any
+    #: ``span(p, q)``: a new ``slice(p, q)`` (Lua keeps the ones it uses
+    #: again; each reaches Lua once, since it is made here for the call).
+    span: Callable[[int, int], slice]
 
 
 def lua_file(h: MemFile) -> tuple[Any, ...]:
@@ -413,11 +416,8 @@ def lua_file(h: MemFile) -> tuple[Any, ...]:
     def put(p: int, s: bytes) -> None:
         mem[p:p + len(s)] = s
 
-    def getter(n: int) -> Callable[[int], tuple[bytes]]:
-        return partial(Struct(f"{int(n)}s").unpack_from, mem)
-
-    def putter(n: int) -> Callable[[int, bytes], None]:
-        return partial(Struct(f"{int(n)}s").pack_into, mem)
+    def span(p: int, q: int) -> slice:
+        return slice(int(p), int(q))
 
     def close() -> bool:
         h.close()
@@ -435,5 +435,4 @@ def lua_file(h: MemFile) -> tuple[Any, ...]:
         obj=h, size=h.size(), close=close, addr=addr,
         flush=flush if h._flush is not None else None,
         get=get if readable else None, line=line if readable else None,
-        getter=getter if readable else None,
-        put=put if writable else None, putter=putter if writable else None))
+        put=put if writable else None, mem=mem, span=span))

@@ -67,6 +67,17 @@ def test_checker_catches_an_object_handed_over_twice(engine):
     twice(give_new)  # new objects each time: fine
 
 
+def test_checker_follows_slices(engine):
+    """Slices (the memory handles' item access) cannot be weakly referenced:
+    the checker keeps them to catch one handed over twice."""
+    rt = lupa_module(engine).LuaRuntime(**RUNTIME_OPTIONS)
+    kept = slice(1, 3)
+    twice = rt.eval("function(f) local a = f(); local b = f(); return a, b end")
+    with pytest.raises(CrossingError, match="again"):
+        twice(fresh(lambda: kept))
+    twice(fresh(lambda: slice(1, 3)))  # a new slice each time: fine
+
+
 def test_checker_catches_an_exception_raised_twice(engine):
     rt, _, _, fail = _cached_core_runtime(engine)
     twice = rt.eval("function(f) pcall(f); return pcall(f) end")

@@ -379,3 +379,143 @@ def test_read_number_with_other_formats(lua):
       return a, b, c, d, select("#", h:read("n", "l")), h:read("a")
     """)
     assert r == (1, 2.5, None, None, 1, b"x 3")
+
+
+# -- the fast paths (issue 14): the same answers as the full methods --------
+
+def test_lines_across_blocks_and_long_lines(mf):
+    """Lines that straddle the read-ahead block (16 KiB), lines longer than
+    it, "\\r\\n" endings and a last line without "\\n", as read("l") and as
+    lines() give them."""
+    r = mf(r"""
+      local parts = {}
+      for i = 1, 3000 do parts[#parts + 1] = string.rep(string.char(97 + i % 26), i % 37) end
+      parts[1500] = string.rep("L", 40000)            -- longer than a block
+      parts[2000] = parts[2000] .. "\r"               -- a "\r\n" ending
+      local text = table.concat(parts, "\n") .. "\nlast"
+      local h = open(text)
+      local got = {}
+      for l in h:lines() do got[#got + 1] = l end
+      h:seek("set")
+      local got2 = {}
+      while true do
+        local l = h:read("l")
+        if not l then break end
+        got2[#got2 + 1] = l
+      end
+      h:seek("set")
+      local kept = {}
+      for l in h:lines("L") do kept[#kept + 1] = l end
+      parts[2000] = parts[2000]:sub(1, -2)            -- "l" drops the "\r"
+      parts[#parts + 1] = "last"
+      local want = table.concat(parts, "|")
+      return table.concat(got, "|") == want, table.concat(got2, "|") == want,
+             table.concat(kept) == text, #got, h:seek() == #text
+    """)
+    assert r == (True, True, True, 3001, True)
+
+
+def test_lines_mixed_with_other_reads(mf):
+    r = mf(r"""
+      local h = open("one\ntwo\nthree\nfour\n")
+      local a = h:read("l")
+      local b = h:read(2)                  -- a count in the middle of a line
+      local c = h:read("L")
+      local it = h:lines()
+      local d = it()
+      local e = h:seek()                   -- where the line read stopped
+      h:seek("set", 0)
+      local f = it()
+      return a, b, c, d, e, f
+    """)
+    assert r == (b"one", b"tw", b"o\n", b"three", 14, b"one")
+
+
+def test_lines_after_truncate(mf, kind):
+    r = mf(r"""
+      local h = open("ab\ncd\nef\n")
+      h:read("l")
+      assert(h:truncate(5))                -- in the middle of "cd\n"
+      local out = {}
+      for l in h:lines() do out[#out + 1] = l end
+      h:seek("set")
+      local L = {}
+      for l in h:lines("L") do L[#L + 1] = l end
+      return table.concat(out, ","), table.concat(L, ",")
+    """)
+    assert r == (b"cd", b"ab\n,cd")
+
+
+def test_lines_see_another_handle_only_after_a_seek(lua, engine, name):
+    """The read-ahead of shm lines on PUC-Lua (the module docs): a run of
+    line reads sees the block as it was taken; a seek (any other call)
+    drops it.  LuaJIT reads the mapping itself (the FFI): no block."""
+    r = run(lua, r"""
+      local shm = require "ipc.shm"
+      local a = assert(shm.create(..., 64))
+      local b = assert(shm.attach(...))
+      assert(a:write("old1\nold2\nold3\n"))
+      assert(a:seek("set", 0))
+      local first = a:read("l")            -- takes the block
+      assert(b:write("new1\nnew2\nnew3\n"))
+      local second = a:read("l")           -- from the block taken before
+      a:seek("cur", 0)                     -- drops it
+      local third = a:read("l")
+      b:close(); a:close()
+      return first, second, third
+    """, name)
+    second = b"new2" if engine.startswith("luajit") else b"old2"
+    assert r == (b"old1", second, b"new3")
+
+
+def test_repeated_small_reads_and_writes(mf, kind):
+    """The kept slices (and their limit) give the same bytes as the first
+    call at each position; writes at a kept position land where they should."""
+    if kind == "strfile":
+        pytest.skip("read-only")
+    r = mf(r"""
+      local h = open(string.rep("\0", 4096))
+      local ok = true
+      for round = 1, 3 do
+        for p = 0, 4000, 7 do                -- more positions than are kept
+          h:seek("set", p)
+          h:write(string.format("%07d", p + round))
+        end
+        for p = 0, 4000, 7 do
+          h:seek("set", p + 0.0)             -- a float position is the integer
+          local s = h:read(7.0)
+          if s ~= string.format("%07d", p + round) then ok = false end
+        end
+      end
+      h:seek("set", 4090)
+      local tail = { h:write("abcdefgh") }   -- does not fit: what fits is written
+      h:seek("set", 4090)
+      local t2 = h:read(8)
+      local pos = h:seek()
+      h:seek("set", 64); h:write("12345678"); h:seek("set", 64)
+      local x = h:read(8)
+      h:seek("set", 64); h:write("abcdefgh"); h:seek("set", 64)
+      local y = h:read(8)
+      return ok, tail[1], tail[2], t2, pos, x, y, math.type and math.type(pos) or "integer"
+    """)
+    assert r == (True, None, b"not enough space", b"abcdef", 4096, b"12345678",
+                 b"abcdefgh", b"integer")
+
+
+def test_fast_paths_keep_their_errors(mf, kind):
+    r = mf(r"""
+      local h = open("abcdefgh")
+      for _ = 1, 3 do h:seek("set", 2); h:read(2) end   -- the slice is kept
+      local e1 = select(2, pcall(h.read, h, 2, nil))
+      local e2 = select(2, pcall(h.write, h, "ab", nil))
+      h:seek("set", 2)
+      h:close()
+      local e3 = select(2, pcall(h.read, h, 2))
+      local e4 = select(2, pcall(h.seek, h, "set", 2))
+      local e5 = select(2, pcall(h.write, h, "ab"))
+      return e1, e2, e3, e4, e5
+    """)
+    closed = b"attempt to use closed in-memory file"
+    e2 = (b"bad argument #3 to '?' (string expected, got nil)" if kind != "strfile"
+          else None)
+    assert r == (b"bad argument #3 to '?' (invalid format)", e2, closed, closed, closed)

@@ -7,14 +7,59 @@
 -- its read buffer dropped after locking (flush + seek("cur", 0)), so what
 -- one holder wrote is what the next one reads.
 local S, core = ...
-local io_type, tostring, select, setmetatable = io.type, tostring, select, setmetatable
+local io_type, tostring, select, setmetatable, type, pcall =
+      io.type, tostring, select, setmetatable, type, pcall
 local call = S.call
 -- Bound once, at load (core is a Lua table: see support.lua's rule).
-local core_fileno, core_lock, core_trylock, core_unlock =
-      core.fileno, core.lock, core.trylock, core.unlock
+local core_fileno, core_lock, core_trylock, core_unlock, core_whole =
+      core.fileno, core.lock, core.trylock, core.unlock, core.whole
+local F_SETLK, F_RDLCK, F_WRLCK, F_UNLCK = core.F_SETLK, core.F_RDLCK, core.F_WRLCK, core.F_UNLCK
 
 -- file -> descriptor (a file object never reopens, so this cannot go stale)
 local FD = setmetatable({}, { __mode = "k" })
+-- file -> { lock exclusive, lock shared, unlock } of the whole file: Python
+-- callables without arguments (core.whole), made once per file.
+local WHOLE = setmetatable({}, { __mode = "k" })
+
+local function whole(f, fd)
+  local w = WHOLE[f]
+  if w == nil then
+    w = { call(core_whole, fd) }
+    WHOLE[f] = w
+  end
+  return w
+end
+
+-- LuaJIT: setlk(fd, type, offset, nbytes) tries fcntl(F_SETLK) through the
+-- FFI (the same call as fcntl.lockf's) and says whether it got the lock.
+-- On any failure (a lock another process holds, a bad range) the caller
+-- asks Python, which waits interruptibly (Ctrl-C: "interrupted!") or
+-- reports what went wrong.  struct flock as Linux lays it out on 64-bit
+-- ABIs; elsewhere there is no setlk.
+local setlk
+do
+  local ok, ffi = pcall(require, "ffi")
+  if ok and jit and type(ffi) == "table" and ffi.os == "Linux" and ffi.abi("64bit") then
+    pcall(ffi.cdef, [[
+      struct luaipc_flock { short l_type; short l_whence; int64_t l_start;
+                            int64_t l_len; int l_pid; };
+      int fcntl(int fd, int cmd, ...);
+    ]])
+    local okc, fcntl = pcall(function() return ffi.C.fcntl end)
+    local okf, fl = pcall(ffi.new, "struct luaipc_flock[1]")
+    if okc and okf then
+      local LIMIT = 2 ^ 53                          -- exact in a double and an off_t
+      setlk = function(fd, kind, offset, nbytes)
+        if offset < 0 or offset >= LIMIT or nbytes < 0 or nbytes >= LIMIT then
+          return false
+        end
+        local l = fl[0]
+        l.l_type, l.l_whence, l.l_start, l.l_len = kind, 0, offset, nbytes
+        return fcntl(fd, F_SETLK, fl) == 0
+      end
+    end
+  end
+end
 
 local MODES = { r = true, w = true, rw = true }
 
@@ -46,13 +91,23 @@ local function locker(corefn)
     local f, mode, offset, nbytes = ...
     local fd, msg, code = checkfile(f, select("#", ...) < 1)
     if fd == nil then return nil, msg, code end
-    mode = S.checkoption(mode, 2, "rw", MODES)
-    offset = S.optinteger(offset, 3, 0)
-    nbytes = S.optinteger(nbytes, 4, 0)
+    if not MODES[mode] then mode = S.checkoption(mode, 2, "rw", MODES) end
+    if offset == nil then offset = 0 else offset = S.checkinteger(offset, 3) end
+    if nbytes == nil then nbytes = 0 else nbytes = S.checkinteger(nbytes, 4) end
     local ok, handled
     local sus = corefn == core_lock and S.suspend    -- set by ipc.loop (its face)
     if sus then handled, ok, msg, code = sus("lock", fd, mode == "r", offset, nbytes) end
-    if not handled then ok, msg, code = call(corefn, fd, mode == "r", offset, nbytes) end
+    if handled then                                  -- (the loop's answer)
+    elseif setlk and setlk(fd, mode == "r" and F_RDLCK or F_WRLCK, offset, nbytes) then
+      ok = true                                      -- LuaJIT, not held elsewhere
+    elseif corefn == core_lock and offset == 0 and nbytes == 0 then
+      local w = whole(f, fd)                         -- PUC-Lua: a call without
+      local _                                        -- arguments (nil: locked)
+      _, msg, code = call(mode == "r" and w[2] or w[1])
+      if msg == nil then ok = true end
+    else
+      ok, msg, code = call(corefn, fd, mode == "r", offset, nbytes)
+    end
     if ok then refresh(f); return true end
     if ok == false then return false end
     return nil, msg, code
@@ -71,6 +126,13 @@ function M.unlock(...)
   offset = S.optinteger(offset, 2, 0)
   nbytes = S.optinteger(nbytes, 3, 0)
   f:flush()                                         -- before anyone else reads
+  if setlk and setlk(fd, F_UNLCK, offset, nbytes) then return true end   -- LuaJIT
+  if offset == 0 and nbytes == 0 then                -- PUC-Lua: see locker
+    local _
+    _, msg, code = call(whole(f, fd)[3])
+    if msg == nil then return true end
+    return nil, msg, code
+  end
   return call(core_unlock, fd, offset, nbytes)
 end
 

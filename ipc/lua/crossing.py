@@ -82,6 +82,12 @@ _crossed: dict[int, weakref_ref[object]] = {}
 #: The latest exceptions raised into Lua (they cannot be weakly referenced,
 #: so a bounded few are kept alive).
 _raised: list[BaseException] = []
+#: The latest slices handed to Lua (the memory handles' item access,
+#: ipc/_memfile.py: span), by id: they cannot be weakly referenced either,
+#: so they are kept alive (their ids cannot be reused meanwhile), a
+#: bounded many.
+_slices: dict[int, slice] = {}
+_MAX_SLICES = 1 << 16
 
 
 def _note(obj: object, where: str) -> None:
@@ -95,6 +101,14 @@ def _note(obj: object, where: str) -> None:
         del _raised[:-256]
         return
     key = id(obj)
+    if type(obj) is slice:
+        if _slices.get(key) is obj:
+            raise CrossingError(f"{where} handed Lua {obj!r} again "
+                                "(see ipc/lua/crossing.py)")
+        _slices[key] = obj
+        if len(_slices) > _MAX_SLICES:
+            del _slices[next(iter(_slices))]
+        return
     ref = _crossed.get(key)
     if ref is not None and ref() is obj:
         raise CrossingError(f"{where} handed Lua {obj!r} again "

@@ -46,15 +46,24 @@ function methods.inc(self)
     local p = st.ptr
     if p ~= nil and C.sem_post(p) == 0 then return true end
   end
-  local rel = st.rel
-  if rel == nil then check(self) end               -- closed
-  local ok, err = pcall(rel)
+  -- The hot path on PUC-Lua: one pcall of posix_ipc's bound method.  Once
+  -- closed, st.rel is nil: pcall fails and check() says why.
+  local ok, err = pcall(st.rel)
   if ok then return true end
+  if st.closed then check(self) end
   return call(core_failed, st.obj, err, false)
 end
 
 function methods.dec(self, timeout)
   local st = STATE[self] or check(self)
+  -- The hot path on PUC-Lua, a blocking dec() outside ipc.loop: one pcall
+  -- (see inc).
+  if timeout == nil and not C and not S.suspend then
+    local ok, err = pcall(st.acq)
+    if ok then return true end
+    if st.closed then check(self) end
+    return call(core_failed, st.obj, err, true)
+  end
   local acq = st.acq
   if acq == nil then check(self) end               -- closed
   local sus = S.suspend                            -- set by ipc.loop (its face)
