@@ -20,19 +20,21 @@ What makes it safe:
   behind (``weakref.finalize``).
 
 The keys of a pool's linda: ``"job"`` (jobs, FIFO: number, payload),
-``"r:<id>"`` (a job's result), ``"w:<pid>"`` (the job a process is
+``"r"`` (results: number, result, ...; drained into the parent as they
+come), ``"w:<pid>"`` (the job a process is
 running: a slot), ``"c:<id>"`` (cancel requested).  ipc.lanes is the one
 client of ipc.linda's byte-level methods (``transact``, ``transact_wait``).
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
 import sys
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -79,6 +81,10 @@ def _k(text: str) -> bytes:
     return _linda.key_bytes(text)
 
 
+#: The key the results go to: number, result, number, result...
+RESULTS = _k("r")
+
+
 class _Shared:
     """What a Pool's processes and watchers share: everything but the Pool
     itself, so that collecting the Pool runs its finalizer."""
@@ -93,6 +99,19 @@ class _Shared:
         # The lane processes are this process's children: a child made by
         # fork() inherits this object, and its exit must not kill them.
         self.pid = os.getpid()
+        # Jobs wait here, in submission order, until the linda's job queue
+        # has room: every change rewrites a linda's whole state, so a
+        # thousand queued jobs would make every take cost a thousand.  The
+        # queue holds at most `window`; a feeder thread tops it up as the
+        # processes take jobs (so lanes go on while this process does
+        # other things), and a submit tops it up itself when it can.
+        self.backlog: collections.deque[tuple[bytes, bytes]] = collections.deque()
+        self.window = max(4, 2 * n)
+        #: job number -> its result, drained from the linda (see _drain);
+        #: used only in changes of the linda, which its thread lock
+        #: serialises.
+        self.results: dict[int, bytes] = {}
+        threading.Thread(target=self._feed, daemon=True, name="ipc.lanes feeder").start()
 
     def start(self) -> None:
         with self.lock:
@@ -113,6 +132,61 @@ class _Shared:
         if not closed and not self.once:
             with contextlib.suppress(Exception):
                 self.start()
+
+    def _drain(self, state: State) -> int:
+        """Move the results posted so far (key ``"r"``: number, result,
+        number, result...) to ``results``, here: else they would pile up
+        in the linda until joined, and every change would carry them.
+        The bit to wake (0: there were none)."""
+        entry = state.pop(RESULTS, None)
+        if not entry or not entry[1]:
+            return 0
+        fifo = entry[1]
+        for i in range(0, len(fifo) - 1, 2):
+            self.results[unpackb(fifo[i])] = fifo[i + 1]
+        return key_bit(RESULTS)
+
+    def _feed_change(self, state: State) -> tuple[bool | None, int]:
+        """The feeder's change: results drained, backlog topped up; None
+        (sleep on) when there was nothing to do."""
+        drained = self._drain(state)
+        moved, bits = self._top_up(state) if self.backlog else (0, 0)
+        if not drained and not moved:
+            return None, 0
+        return True, drained | bits
+
+    def _top_up(self, state: State) -> tuple[int | None, int]:
+        """Move jobs from the backlog to the linda's queue while it has
+        room: how many (None: none moved and some wait), and the bit that
+        wakes the takers."""
+        queue = _k("job")
+        entry = state.get(queue)
+        if entry is None:
+            entry = state[queue] = [-1, []]
+        moved = 0
+        fifo = entry[1]
+        while self.backlog and len(fifo) < 2 * self.window:   # two values a job
+            number, payload = self.backlog.popleft()
+            fifo += [number, payload]
+            moved += 1
+        # None (wait for room) only while jobs are left that found none.
+        return (None if self.backlog and not moved else moved), (key_bit(queue) if moved else 0)
+
+    def submit(self, number: bytes, payload: bytes) -> None:
+        self.backlog.append((number, payload))
+        self.linda.transact(self._top_up)   # what finds no room: the feeder's
+
+    def _feed(self) -> None:
+        """The feeder thread: sleeps until a result is posted or a take
+        makes room, then drains the results and tops up the queue.  Ends
+        when the pool closes (its linda's close ends the wait with
+        ValueError)."""
+        bits = key_bit(_k("job")) | key_bit(RESULTS)
+        try:
+            while not self.closed:
+                self.linda.transact_wait(self._feed_change, bits, None)
+        except (ValueError, OSError):
+            return                     # the pool closed meanwhile
 
     def signal(self, pid: int, sig: int) -> bool:
         with self.lock:
@@ -167,17 +241,16 @@ def _report_killed(slot: bytes, rc: int, once: bool, state: State) -> tuple[None
         del queue[1][:2]
         bits = key_bit(_k("job"))
     how = {"killed": True, "signal": -rc if rc < 0 else 0, "code": rc}
-    key = _k(f"r:{job}")
-    _append(state, key, _wire.dumps(how))
-    return None, key_bit(key) | bits
+    _append(state, RESULTS, _wire.dumps(job), _wire.dumps(how))
+    return None, key_bit(RESULTS) | bits
 
 
-def _append(state: State, key: bytes, blob: bytes) -> None:
+def _append(state: State, key: bytes, *blobs: bytes) -> None:
     entry = state.get(key)
     if entry is None:
-        state[key] = [-1, [blob]]
+        state[key] = [-1, list(blobs)]
     else:
-        entry[1].append(blob)
+        entry[1] += blobs
 
 
 def _check_lane(lane: object, pid: object) -> None:
@@ -219,13 +292,13 @@ def done(lane: _linda.Linda, pid: int, job: int, result: bytes) -> None:
         # (it goes into the linda's state as it is: anything else would be
         # a value no reader can decode)
         raise TypeError(f"result must be bytes, not {type(result).__name__}")
-    slot, key = _k(f"w:{pid}"), _k(f"r:{job}")
+    slot = _k(f"w:{pid}")
 
     def change(state: State) -> tuple[None, int]:
         state.pop(slot, None)
         state.pop(_k(f"c:{job}"), None)
-        _append(state, key, result)
-        return None, key_bit(key) | key_bit(slot)
+        _append(state, RESULTS, _wire.dumps(job), result)
+        return None, key_bit(RESULTS) | key_bit(slot)
 
     lane.transact(change)
 
@@ -271,24 +344,39 @@ class Pool:
     # -- the parent's side of the protocol -------------------------------------------
 
     def submit(self, job: int, payload: bytes) -> None:
-        """Queue job number ``job`` (its encoded function and arguments)."""
-        self._shared.linda.send_bytes(_k("job"), [_wire.dumps(job), payload], None)
+        """Queue job number ``job`` (its encoded function and arguments);
+        never waits (see ``_Shared.backlog``)."""
+        self._shared.submit(_wire.dumps(job), payload)
 
     def result(self, job: int, timeout: float | None) -> bytes | None:
         """The encoded result of ``job``, waiting at most ``timeout``; None
         when it passes.  A result is taken once."""
-        got = self._shared.linda.receive_bytes([_k(f"r:{job}")], timeout)
-        return None if got is None else got[1][0]
+        if isinstance(job, bool) or not isinstance(job, int):
+            raise TypeError(f"job must be an int, not {type(job).__name__}")
+        shared = self._shared
+
+        def change(state: State) -> tuple[bytes | None, int]:
+            bits = shared._drain(state)
+            return shared.results.pop(job, None), bits
+
+        got: bytes | None = shared.linda.transact_wait(change, key_bit(RESULTS), timeout)
+        return got
 
     @property
     def linda(self) -> _linda.Linda:
         """The pool's linda (its jobs and results)."""
         return self._shared.linda
 
-    def result_key(self, job: int) -> bytes:
-        """The linda key (its bytes) that ``result(job)`` waits on, so that
-        ipc.loop can wait there without blocking its thread."""
-        return _k(f"r:{job}")
+    def watcher(self, job: int) -> tuple[Callable[[State], bool], int]:
+        """For ipc.loop: a look at the linda's state that says whether
+        ``result(job, 0)`` would give the result now, and the futex bits to
+        sleep on meanwhile."""
+        results = self._shared.results
+
+        def ready(state: State) -> bool:
+            entry = state.get(RESULTS)
+            return job in results or bool(entry and entry[1])
+        return ready, key_bit(RESULTS)
 
     def running(self, job: int) -> int | None:
         """The pid of the process running ``job``, or None (not yet, or

@@ -33,9 +33,8 @@ local unpack = table.unpack or unpack
 local traceback = debug.traceback
 local load = loadstring or load
 
-local py_pool, py_submit, py_result, py_running, py_cancel, py_kill, py_close, py_watch =
-  core.pool, core.submit, core.result, core.running, core.cancel, core.kill, core.close,
-  core.watch
+local py_pool, py_submit, py_result, py_running, py_cancel, py_kill, py_close =
+  core.pool, core.submit, core.result, core.running, core.cancel, core.kill, core.close
 local FOREVER = core.FOREVER
 
 -- This engine's name, as luaipc --engine spells it: bytecode runs only there.
@@ -70,9 +69,8 @@ local function result(st, t, yields)
   local sus = yields and t ~= 0 and S.suspend         -- set by ipc.loop (its face)
   if sus then
     local pool, job = st.pool, st.job
-    local k = S.call(py_watch, pool, job)
     local function try() return S.call(py_result, pool, job, 0) end
-    local handled, blob, msg, code = sus("linda", pool, t, try, false, 1, k)
+    local handled, blob, msg, code = sus("linda", pool, t, try, false, 1, job)
     if handled then return blob, msg, code end
   end
   return S.call(py_result, st.pool, st.job, t)

@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Literal
 
-__all__ = ["pool", "submit", "result", "watch", "running", "cancel", "kill", "close", "nproc",
+__all__ = ["pool", "submit", "result", "running", "cancel", "kill", "close", "nproc",
            "serve", "take", "done", "FOREVER"]
 
 
@@ -46,12 +46,6 @@ def running(p: Pool, job: int) -> bytes:
     """``"pending"``, ``"running"`` or ``"waiting"`` (see Pool.state)."""
     return p.state(int(job)).encode()
 
-
-def watch(p: Pool, job: int) -> bytes:
-    """The key of the pool's linda that ``result`` waits on: ipc.loop waits
-    on it, given the pool (not its linda: the linda would cross into Lua
-    again at the next call, see ipc/lua/crossing.py)."""
-    return p.result_key(int(job))
 
 
 def cancel(p: Pool, job: int) -> bool:

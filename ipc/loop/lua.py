@@ -205,23 +205,30 @@ def lock(p: Poller, fd: int, shared: bool, offset: float, nbytes: float) -> int:
 
 
 def linda(p: Poller, h: Any, write: bool, n: int, timeout: float | None,
-          *keys: bytes) -> int:
-    """A token that becomes ready when ipc.linda handle ``h`` (or the
-    linda of ipc.lanes Pool ``h``) may let a call go: ``write``, a send of
-    ``n`` values to ``keys[0]``; else a receive of ``n`` values from one
-    of ``keys``.  Its helper only watches (``LindaWaiter``: the task
-    retries the call itself, so a cancelled wait has taken nothing), and
-    ends by itself after ``timeout``."""
+          *keys: bytes | int) -> int:
+    """A token that becomes ready when ipc.linda handle ``h`` may let a
+    call go: ``write``, a send of ``n`` values to ``keys[0]``; else a
+    receive of ``n`` values from one of ``keys`` (an ipc.lanes Pool ``h``:
+    when the result of job ``keys[0]`` may have come).  Its helper only
+    watches (``LindaWaiter``: the task retries the call itself, so a
+    cancelled wait has taken nothing), and ends by itself after
+    ``timeout``."""
     p.mine()
     # (Imported here: a loop without lindas does not load msgpack.)
     from ..linda import Linda, key_bit, receivable, sendable
     if not isinstance(h, Linda):
+        # An ipc.lanes Pool, waited on for the result of job keys[0]: the
+        # pool says what to look for (its results are drained out of the
+        # linda as they come, so "the key has a value" would not do).
+        ready, bits = h.watcher(int(keys[0]))
         h = h.linda
-    n = int(n)
-    ready = sendable(keys[0], n) if write else receivable(list(keys), n)
-    bits = 0
-    for k in keys:
-        bits |= key_bit(k)
+    else:
+        n = int(n)
+        names = [k for k in keys if isinstance(k, bytes)]
+        ready = sendable(names[0], n) if write else receivable(names, n)
+        bits = 0
+        for k in names:
+            bits |= key_bit(k)
     t = p.token()
     w = LindaWaiter(h, ready, bits, timeout, p.notifier(t))
     w.start()

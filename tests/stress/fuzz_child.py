@@ -797,8 +797,8 @@ def _unblock(tid, self_v, args=(), kwargs=None):
             # the result, as a lane would post it
             from ipc.linda import _wire, key_bytes
             with ipc.linda.open(self_v.name) as lnd:
-                lnd.send_bytes(key_bytes(f"r:{_arg(args, kwargs, 0, 'job')}"),
-                               [_wire.dumps({"ok": True})], 0)
+                lnd.send_bytes(key_bytes("r"), [_wire.dumps(_arg(args, kwargs, 0, "job")),
+                                                _wire.dumps({"ok": True})], 0)
         if tid in ("Semaphore.dec", "Semaphore.acquire", "Semaphore.__enter__") \
                 and isinstance(self_v, ipc.sem.Semaphore):
             self_v.inc()
