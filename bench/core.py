@@ -166,3 +166,34 @@ class Scratch:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def first_to_last_us(cmds: dict, args: list[str], count: int) -> float:
+    """Microseconds per message between a receiver's ``first`` and ``last``
+    lines: ``cmds`` maps ``"receive"`` and ``"send"`` to (argv, env), both
+    started with ``args``; start-up is left out of the figure.  The
+    children are reaped (killed if still running) whatever happens."""
+    import subprocess
+    procs = []
+    try:
+        (rcmd, renv), (scmd, senv) = cmds["receive"], cmds["send"]
+        receiver = subprocess.Popen(rcmd + args, env=renv, stdout=subprocess.PIPE, text=True)
+        procs.append(receiver)
+        procs.append(subprocess.Popen(scmd + args, env=senv))
+        if receiver.stdout.readline().strip() != "first":
+            raise RuntimeError("the receiver failed")
+        t0 = time.perf_counter()
+        if receiver.stdout.readline().strip() != "last":
+            raise RuntimeError("the receiver failed")
+        elapsed = time.perf_counter() - t0
+        for p in procs:
+            if p.wait(120):
+                raise RuntimeError("a child failed")
+        return elapsed / (count - 1) * 1e6
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            if p.stdout:
+                p.stdout.close()

@@ -14,14 +14,22 @@ Cases:
 from __future__ import annotations
 
 import mmap
-import subprocess
 import sys
 import time
 
 import msgpack
 import posix_ipc
 
-from ..core import Group, Ref, Settings, fresh, lua_env, luaipc_command, per_op_us
+from ..core import (
+    Group,
+    Ref,
+    Settings,
+    first_to_last_us,
+    fresh,
+    lua_env,
+    luaipc_command,
+    per_op_us,
+)
 
 VALUE_PY = [1, "two", {"x": 3.5}]    # the nearest Python value: a list plus a dict
 VALUE_LUA = '{ 1, "two", x = 3.5 }'
@@ -129,30 +137,9 @@ def _two(cmds: dict, count: int, raw: bool) -> float:
         from ipc import linda
         holder = linda.create(name)
         holder.limit("k", 10)            # as deep as the queue of the reference
-    procs = []
     try:
-        args = [name, str(count)]
-        (rcmd, renv), (scmd, senv) = cmds["receive"], cmds["send"]
-        receiver = subprocess.Popen(rcmd + args, env=renv, stdout=subprocess.PIPE, text=True)
-        procs.append(receiver)
-        procs.append(subprocess.Popen(scmd + args, env=senv))
-        if receiver.stdout.readline().strip() != "first":
-            raise RuntimeError("linda receiver failed")
-        t0 = time.perf_counter()
-        if receiver.stdout.readline().strip() != "last":
-            raise RuntimeError("linda receiver failed")
-        elapsed = time.perf_counter() - t0
-        for p in procs:
-            if p.wait(120):
-                raise RuntimeError("a linda child failed")
-        return elapsed / (count - 1) * 1e6
+        return first_to_last_us(cmds, [name, str(count)], count)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            if p.stdout:
-                p.stdout.close()
         holder.close()
         if raw:
             holder.unlink()

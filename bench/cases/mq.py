@@ -11,13 +11,20 @@ receive inside one process.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 
 import posix_ipc
 
-from ..core import Group, Ref, Settings, fresh, lua_env, luaipc_command, per_op_us
+from ..core import (
+    Group,
+    Ref,
+    Settings,
+    first_to_last_us,
+    fresh,
+    lua_env,
+    luaipc_command,
+    per_op_us,
+)
 
 SIZE = 100
 
@@ -92,31 +99,9 @@ def _two_process(cmds: dict, count: int) -> float:
     name = fresh()
     q = posix_ipc.MessageQueue("/" + name, posix_ipc.O_CREX, 0o600,
                                posix_ipc.QUEUE_MESSAGES_MAX_DEFAULT, SIZE)
-    procs = []
     try:
-        args = [name, str(count), str(SIZE)]
-        rcmd, renv = cmds["receive"]
-        scmd, senv = cmds["send"]
-        receiver = subprocess.Popen(rcmd + args, env=renv, stdout=subprocess.PIPE, text=True)
-        procs.append(receiver)
-        procs.append(subprocess.Popen(scmd + args, env=senv))
-        if receiver.stdout.readline().strip() != "first":
-            raise RuntimeError("mq receiver failed")
-        t0 = time.perf_counter()
-        if receiver.stdout.readline().strip() != "last":
-            raise RuntimeError("mq receiver failed")
-        elapsed = time.perf_counter() - t0
-        for p in procs:
-            if p.wait(120):
-                raise RuntimeError("an mq child failed")
-        return elapsed / (count - 1) * 1e6
+        return first_to_last_us(cmds, [name, str(count), str(SIZE)], count)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            if p.stdout:
-                p.stdout.close()
         q.close()
         q.unlink()
 
