@@ -9,6 +9,7 @@ import sys
 
 import psutil
 import pytest
+from helpers.aio import run as aio_run, ticker
 from helpers.children import finish, spawn_py, wait_line
 
 import ipc
@@ -17,9 +18,6 @@ from ipc import mq, proc, sem
 
 pytestmark = pytest.mark.timeout(120)
 
-
-def _run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 def _helpers_done() -> None:
@@ -32,13 +30,6 @@ def _helpers_done() -> None:
             t.join(5)
 
 
-async def _ticker(stop: asyncio.Event) -> int:
-    n = 0
-    while not stop.is_set():
-        n += 1
-        await asyncio.sleep(0.005)
-    return n
-
 
 def test_acquire_wakes_on_another_process_while_the_loop_runs(make_name):
     s = sem.open(make_name(), 1)
@@ -50,11 +41,11 @@ def test_acquire_wakes_on_another_process_while_the_loop_runs(make_name):
 
         async def main():
             stop = asyncio.Event()
-            tick = asyncio.ensure_future(_ticker(stop))
+            tick = asyncio.ensure_future(ticker(stop))
             await aio.acquire(s)
             stop.set()
             return await tick
-        ticks = _run(main())
+        ticks = aio_run(main())
         assert ticks > 10, "the loop was blocked while acquire waited"
         assert finish(p)[0] == 0
         assert s.value == 0
@@ -74,7 +65,7 @@ def test_acquire_timeout_and_holding(make_name):
             await asyncio.get_running_loop().run_in_executor(None, _helpers_done)
             await aio.acquire(s, 0)           # given back by holding
             s.inc()
-        _run(main())
+        aio_run(main())
         _helpers_done()                       # the timed-out acquire's, at most 1 s
         assert s.value == 1
     finally:
@@ -119,7 +110,7 @@ def test_racing_cancels_and_timeouts_lose_no_unit(make_name):
             await asyncio.gather(*ts, return_exceptions=True)
             await asyncio.sleep(1.5)              # stray helpers give back (1 s slices)
             return cancels
-        cancels = _run(main())
+        cancels = aio_run(main())
         _helpers_done()
         assert p.wait(10) == 0
         left = 0
@@ -143,7 +134,7 @@ def test_many_receives_on_few_queues_each_message_once(make_name):
         async def main():
             rs = [aio.receive(qs[i % 3]) for i in range(300)]
             return await asyncio.gather(*rs)
-        got = _run(main())
+        got = aio_run(main())
         assert finish(p)[0] == 0
         assert sorted(int(d) for d, _prio in got) == list(range(300))
     finally:
@@ -167,7 +158,7 @@ def test_a_cancelled_receive_leaves_the_message_and_send_waits_for_room(make_nam
             first = await aio.receive(q)
             await later
             return first, await aio.receive(q, timeout=1)
-        assert _run(main()) == ((b"one", 0), (b"three", 0))
+        assert aio_run(main()) == ((b"one", 0), (b"three", 0))
         with pytest.raises(ipc.Timeout):
             q.receive(0)
     finally:
@@ -194,7 +185,7 @@ def test_a_woken_receive_cancelled_before_it_tries_hands_its_turn_on(make_name):
             first.cancel()                            # before it could try
             await asyncio.gather(first, return_exceptions=True)
             return woken, first.cancelled(), await asyncio.wait_for(second, 5)
-        assert _run(main()) == ((1, 1), True, (b"one", 0))
+        assert aio_run(main()) == ((1, 1), True, (b"one", 0))
     finally:
         q.close()
 
@@ -212,7 +203,7 @@ def test_wait_drives_many_processes_at_once():
             h.close_stdin()
         codes = await asyncio.gather(*(aio.wait(h) for h in hs))
         return codes, {i: len(v) for i, v in out.items()}
-    codes, sizes = _run(main())
+    codes, sizes = aio_run(main())
     assert codes == [0, 1, 2, 3, 4]
     assert sizes == {i: 100000 * (i + 1) for i in range(5)}
 
@@ -224,7 +215,7 @@ def test_wait_timeout_leaves_the_process_to_wait_again():
             with pytest.raises(ipc.Timeout):
                 await aio.wait(h, timeout=0.05)
             return await aio.wait(h)
-        assert _run(main()) == 0
+        assert aio_run(main()) == 0
     finally:
         h.close()
 
@@ -252,7 +243,7 @@ def test_locked_waits_for_another_process_and_cancel_takes_nothing(tmp_path):
                 async with aio.locked(f, "w"):             # once the holder is gone
                     during = finish(spawn_py(probe, path))[1].strip()
                 return during
-            assert _run(main()) == "locked"
+            assert aio_run(main()) == "locked"
         assert finish(holder)[0] == 0
         assert finish(spawn_py(probe, path))[1].strip() == "free"
     finally:
@@ -267,7 +258,7 @@ def test_locked_waits_for_another_process_and_cancel_takes_nothing(tmp_path):
 ])
 def test_bad_arguments_are_type_errors(fn, args):
     with pytest.raises(TypeError):
-        _run(fn(*args))
+        aio_run(fn(*args))
 
 
 def test_bad_lock_mode_changes_nothing(tmp_path):
@@ -279,7 +270,7 @@ def test_bad_lock_mode_changes_nothing(tmp_path):
             async with aio.locked(f, "x"):
                 pass
     with pytest.raises(ValueError, match="mode"):
-        _run(main())
+        aio_run(main())
 
 
 def test_under_anyio_asyncio_backend(make_name):
@@ -315,7 +306,7 @@ def test_under_anyio_asyncio_backend(make_name):
 def test_run_collects_output_while_other_tasks_go_on():
     async def main():
         stop = asyncio.Event()
-        ticks = asyncio.ensure_future(_ticker(stop))
+        ticks = asyncio.ensure_future(ticker(stop))
         r1, r2 = await asyncio.gather(
             aio.run([sys.executable, "-c", ("import sys, time; time.sleep(0.3); "
                      "sys.stdout.write(sys.stdin.read().upper()); sys.stderr.write('e')")],
@@ -324,7 +315,7 @@ def test_run_collects_output_while_other_tasks_go_on():
         stop.set()
         return r1, r2, await ticks
 
-    r1, r2, ticks = _run(main())
+    r1, r2, ticks = aio_run(main())
     assert (r1.returncode, r1.stdout, r1.stderr) == (0, b"ABC", b"e")
     assert (r2.returncode, r2.stdout) == (0, b"a\nb\n")
     assert ticks >= 3                        # the loop ran meanwhile
@@ -337,7 +328,7 @@ def test_run_timeout_and_cancel_kill_the_tree():
         return await aio.run([sys.executable, "-c", code], timeout=0.3)
 
     with pytest.raises(ipc.Timeout):
-        _run(timed())
+        aio_run(timed())
 
     async def cancelled():
         task = asyncio.ensure_future(aio.run([sys.executable, "-c", code]))
@@ -347,7 +338,7 @@ def test_run_timeout_and_cancel_kill_the_tree():
             await task
 
     before = {c.pid for c in psutil.Process().children(recursive=True)}
-    _run(cancelled())
+    aio_run(cancelled())
     left = [c for c in psutil.Process().children(recursive=True)
             if c.pid not in before and c.status() != psutil.STATUS_ZOMBIE]
     assert not left
@@ -355,4 +346,4 @@ def test_run_timeout_and_cancel_kill_the_tree():
 
 def test_run_check_raises_called_process_error():
     with pytest.raises(proc.CalledProcessError):
-        _run(aio.run([sys.executable, "-c", "raise SystemExit(3)"], check=True))
+        aio_run(aio.run([sys.executable, "-c", "raise SystemExit(3)"], check=True))

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from helpers.aio import run as aio_run, ticker
 from helpers.children import (
     ctrl_c,
     finish,
@@ -310,7 +311,7 @@ def test_a_run_ending_with_linda_waits_leaves_no_helper(lua, made):
 
 # -- lanes --------------------------------------------------------------------------
 
-def test_lane_join_in_a_task_while_other_tasks_run(lua):
+def test_lane_join_in_a_task_while_other_tasksaio_run(lua):
     r = run(lua, HEAD + """
       local ticks = 0
       local log = {}
@@ -451,16 +452,6 @@ def test_outside_a_loop_the_calls_block_as_before(lua, made):
 
 # -- asyncio ---------------------------------------------------------------------------
 
-def _run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-async def _ticker(stop: asyncio.Event) -> int:
-    n = 0
-    while not stop.is_set():
-        n += 1
-        await asyncio.sleep(0.005)
-    return n
 
 
 def test_asyncio_receive_wakes_on_another_process(made):
@@ -471,11 +462,11 @@ def test_asyncio_receive_wakes_on_another_process(made):
 
         async def main():
             stop = asyncio.Event()
-            tick = asyncio.ensure_future(_ticker(stop))
+            tick = asyncio.ensure_future(ticker(stop))
             got = await aio.receive(made, "a", "b")
             stop.set()
             return got, await tick
-        got, ticks = _run(main())
+        got, ticks = aio_run(main())
         assert finish(p)[0] == 0
     finally:
         if p.poll() is None:
@@ -505,14 +496,14 @@ def test_asyncio_send_receive_batched_and_timeouts(made):
         assert not batch.done()
         made.send("b", 2, 3, 4)
         return await batch
-    assert _run(main()) == [1, 2, 3]
+    assert aio_run(main()) == [1, 2, 3]
     assert made.count("b") == 1 and made.get("s") == "two"
     with pytest.raises(ValueError):
-        _run(aio.receive(made))
+        aio_run(aio.receive(made))
     with pytest.raises(TypeError):
-        _run(aio.receive(made, object()))
+        aio_run(aio.receive(made, object()))
     with pytest.raises(TypeError):
-        _run(aio.receive_batched(object(), "k", 1))  # type: ignore[arg-type]
+        aio_run(aio.receive_batched(object(), "k", 1))  # type: ignore[arg-type]
 
 
 def test_asyncio_cancel_and_wait_for_lose_nothing(made):
@@ -553,7 +544,7 @@ def test_asyncio_cancel_and_wait_for_lose_nothing(made):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             return got, cancels
-        got, cancels = _run(main())
+        got, cancels = aio_run(main())
         for p in senders:
             code, _out, err = finish(p)
             assert code == 0, err
@@ -593,7 +584,7 @@ def test_asyncio_mixed_with_a_semaphore(made, make_name):
             s.inc()
             await asyncio.gather(*ts)
             return log
-        assert _run(main()) == ["linda", "sem"]
+        assert aio_run(main()) == ["linda", "sem"]
     finally:
         s.close()
 
@@ -625,7 +616,7 @@ def test_asyncio_queue_calls_unchanged(make_name):
         async def main():
             await aio.send(q, b"a", 1.0, 3)
             return await aio.receive(q, 1.0)
-        assert _run(main()) == (b"a", 3)
+        assert aio_run(main()) == (b"a", 3)
     finally:
         q.close()
 
