@@ -4,13 +4,20 @@ The helpers themselves live in tests/helpers/ (whose import turns on the
 crossing checker, LUAIPC_CHECK_CROSSINGS, for the suite and its children)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from helpers.children import run_luaipc
 from helpers.lua import ENGINES, lua_version, skip_if_missing
-from helpers.names import MQ_DIR, PREFIX, SHM_DIR, new_name, queue_exists, remove_named
+from helpers.names import (
+    MQ_DIR,
+    PREFIX,
+    SHM_DIR,
+    new_name,
+    our_anonymous_lindas,
+    queue_exists,
+    remove_named,
+)
 
 from ipc.lua import new_runtime
 
@@ -77,18 +84,6 @@ def name(make_name) -> str:
     return make_name()
 
 
-def _stale_anonymous(path: Path) -> bool:
-    """Whether an anonymous linda (linda.anon.<creator pid>.<hex>) is a
-    leftover: made by this process, or by one that has ended.  One whose
-    creator still runs may be another session's, in use (pytest sessions
-    and fuzz children side by side): removing it broke their pools, whose
-    lane processes then failed with ENOENT."""
-    pid = path.name.split(".")[2]
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return True
-    return not Path(f"/proc/{pid}").exists()
-
-
 @pytest.fixture(autouse=True, scope="session")
 def nothing_left_behind():
     """After the suite, nothing of this session is left in /dev/shm, nor as
@@ -99,8 +94,7 @@ def nothing_left_behind():
     left = [p for d in (SHM_DIR, MQ_DIR) if d.exists()
             for p in d.iterdir()
             if p.name.startswith((PREFIX, "sem." + PREFIX, "linda." + PREFIX))]
-    left += sorted(p for p in set(SHM_DIR.glob("linda.anon.*")) - anonymous_before
-                   if _stale_anonymous(p))
+    left += sorted(our_anonymous_lindas() - anonymous_before)
     left += [f"mq /{n}" for n in _MADE if queue_exists(n)]
     for p in left:
         if isinstance(p, Path):

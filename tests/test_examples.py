@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from helpers.children import run_luaipc
+from helpers.names import our_anonymous_lindas
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -39,7 +40,7 @@ def test_loop_supervisor_serves_and_supervises(engine, make_name):
 
 
 def test_lanes_primes_counts_in_parallel(engine):
-    before = {p for p in os.listdir("/dev/shm") if p.startswith("linda.")}
+    before = our_anonymous_lindas()
     r = run_luaipc([str(EXAMPLES / "lanes_primes.lua"), "100000", "4"], engine=engine,
                    timeout=120)
     assert r.returncode == 0, r.stderr
@@ -47,4 +48,4 @@ def test_lanes_primes_counts_in_parallel(engine):
     assert len(lines) == 5
     assert sum(int(line.split()[1]) for line in lines[:4]) == 9592
     assert lines[4].startswith("9592 primes below 100000, counted by 4 lanes")
-    assert {p for p in os.listdir("/dev/shm") if p.startswith("linda.")} <= before
+    assert our_anonymous_lindas() <= before      # its lindas went with it

@@ -9,7 +9,7 @@ import psutil
 import pytest
 from helpers.children import run_luaipc
 from helpers.lua import is_luajit, run, skip_if_missing
-from helpers.names import SHM_DIR
+from helpers.names import our_anonymous_lindas
 
 from ipc import linda
 
@@ -21,7 +21,7 @@ PID = ('local function pid() local f = io.open("/proc/self/stat"); '
 
 
 def _anonymous() -> set[str]:
-    return {p.name for p in SHM_DIR.glob("linda.anon.*")}
+    return {p.name for p in our_anonymous_lindas()}
 
 
 @pytest.fixture
