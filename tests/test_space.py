@@ -133,3 +133,37 @@ def test_mmap_of_a_sparse_file_on_a_full_filesystem_still_gets_sigbus():
     r = in_small_shm(sys.executable, "-c", SPARSE_MMAP)
     assert r.stdout == "mapped\n", (r.stdout, r.stderr)
     assert r.returncode == -signal.SIGBUS, (r.returncode, r.stderr)
+
+
+LINDA_BODY = r"""
+import errno, os
+import ipc, ipc.linda
+MIB = 1 << 20
+l = ipc.linda.create("full", capacity=8 * MIB)   # more than the 4 MiB tmpfs holds
+sent = 0
+try:
+    while True:
+        l.send("k", os.urandom(256 << 10))
+        sent += 1
+except ipc.IPCError as exc:
+    assert exc.errno == errno.ENOSPC, exc
+print("full after", sent)
+assert l.count("k") == sent                      # nothing half-written
+got = [l.receive("k", timeout=0)[1] for _ in range(sent)]
+assert all(len(v) == 256 << 10 for v in got)
+l.send("k", b"small again")                      # usable once there is room
+assert l.receive("k", timeout=0) == ("k", b"small again")
+l.close()
+assert not os.path.exists("/dev/shm/linda.full")
+print("ok")
+"""
+
+
+def test_a_linda_on_a_full_tmpfs_fails_cleanly_and_stays_whole():
+    """Space is reserved (posix_fallocate) before it is written: a full
+    tmpfs is ENOSPC from send, never SIGBUS, and the committed state is
+    intact and usable."""
+    r = in_small_shm(sys.executable, "-c", LINDA_BODY)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split()
+    assert "ok" in lines and int(lines[2]) >= 1
