@@ -31,6 +31,7 @@ from helpers.children import child_env, finish, inside_wait, spawn_py, wait_line
 
 import ipc
 import ipc.sem
+import ipc.sem._ledger as ledger_module
 from ipc.sem._ledger import RECORD
 
 pytestmark = pytest.mark.timeout(180)
@@ -170,6 +171,38 @@ def test_threads_of_one_process(name, tmp_path):
     assert sem.value == 4 and shared.holders() == []
     assert shared.recover() == [] and path.stat().st_size == 0
     sem.close()
+
+
+def test_a_release_during_recover_does_not_cost_a_dead_units(name, tmp_path, monkeypatch):
+    """A live holder releases while recover() looks at who is alive: the
+    value then no longer agrees with the records read.  recover() used to
+    count that unit twice (free, and held) and so dropped the unit of a
+    process that died between its decrement and its record (the 4-unit
+    semaphore of the test above came back at 3, now and then)."""
+    sem = ipc.sem.open(name, 2)
+    path = tmp_path / "ledger"
+    ledger = ipc.sem.Ledger(sem, path, capacity=2)
+    ledger.acquire()                              # a live holder: us
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    sem.acquire()                                 # ... its unit, taken before it died
+    with open(path, "ab") as f:                   # ... and its record, still "waiting"
+        f.write(f"w {gone.pid} -1.0".encode().ljust(RECORD - 1) + b"\n")
+    real_alive = ledger_module._alive
+    released = []
+
+    def alive(pid: int, start: float) -> bool:
+        if not released:                          # right in the middle of recover()
+            released.append(pid)
+            ledger.release()
+        return real_alive(pid, start)
+
+    monkeypatch.setattr(ledger_module, "_alive", alive)
+    try:
+        assert ledger.recover() == [gone.pid]
+        assert released and sem.value == 2 and ledger.holders() == []
+    finally:
+        sem.close()
 
 
 # -- a holder killed at each step of its first hold --------------------------------

@@ -316,20 +316,38 @@ class Ledger:
             _, records = f.read()
         return [r.pid for r in records if r.state == HOLDING]
 
+    def _settled(self, f: _File) -> tuple[list[_Record], int, set[int]]:
+        """The records, the semaphore's value and the offsets of the dead
+        records, all of one instant.  Under the file lock records change
+        only by their holders' one-byte marks (w->h, w->-, h->r->-), so the
+        file read the same before and after the value and the liveness checks
+        means no mark fell in between: the value agrees with the states (a
+        live holder read ``h`` had not begun its release), and a record found
+        dead was final when read.  A mark in between means: read again."""
+        while True:
+            data, records = f.read()
+            value = self.sem.value if self.capacity is not None else 0
+            if f.read()[0] != data:
+                continue
+            dead = {r.offset for r in records
+                    if r.state != FREE and not _alive(r.pid, r.start)}
+            if f.read()[0] == data:
+                return records, value, dead
+
     def recover(self) -> list[int]:
         """Give back the units of recorded holders that are dead (see the
         module docstring); return their pids, one per unit."""
         f = self._file
         given: list[int] = []
         with f.locked():
-            data, records = f.read()
+            records, value, dead = self._settled(f)
             live = 0                       # live records that may hold a unit
             live_unsure = 0                # ... of them, waiting or releasing
             unsure: list[_Record] = []     # dead records, waiting or releasing
             for rec in records:
                 if rec.state == FREE:
                     continue
-                if _alive(rec.pid, rec.start):
+                if rec.offset not in dead:
                     live += 1
                     live_unsure += rec.state != HOLDING
                 elif rec.state == HOLDING:
@@ -339,7 +357,8 @@ class Ledger:
                 else:
                     unsure.append(rec)
             if unsure and self.capacity is not None:
-                lost = min(self.capacity - self.sem.value - live, len(unsure))
+                # (value was read before the units of the dead holders above came back)
+                lost = min(self.capacity - value - len(given) - live, len(unsure))
                 for rec in unsure[:max(lost, 0)]:
                     f.free(rec)
                     self.sem.release()
