@@ -138,6 +138,14 @@ _LOADER = b"""local face, modules = ...
   local load = loadstring or load   -- 5.1 and LuaJIT spell it loadstring
   local support
   local parts = {}                  -- shared Lua parts, compiled once
+  -- Base functions as they are now, before any script runs (a script may
+  -- replace a global before its first require): for the C API, which acts
+  -- on what they report (ipc/_memfile.lua).
+  local base = { version = _VERSION, tostring = tostring, format = string.format,
+                 match = string.match,
+                 running = coroutine.running,
+                 getregistry = debug and debug.getregistry,
+                 getmetatable = debug and debug.getmetatable }
   local function pack(...) return { n = select("#", ...), ... } end
   local open
   local function part(name)
@@ -153,7 +161,7 @@ _LOADER = b"""local face, modules = ...
     local chunk = assert(load(src, chunkname))
     if name == "_support" then return chunk(core) end
     if not support then support = open("_support") end
-    return chunk(support, core, part)
+    return chunk(support, core, part, base)
   end
   for i = 1, #modules do
     local name = modules[i]
