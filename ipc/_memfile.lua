@@ -16,6 +16,9 @@
 --   read or write is one cheap crossing; st.get(p, q), st.line(p, q) and
 --   st.put(p, s) (Python closures, ipc/_memfile.py: lua_file) do the rest.
 -- * shm and mmap on LuaJIT: the mapping itself, through the FFI (use_ffi).
+-- * copies of BIG bytes or more on PUC-Lua 5.2+ (writes) and 5.4+ (reads):
+--   the Lua string itself, through Lua's C API (ipc/lua/capi.py, which says
+--   why that is safe), one copy each way instead of lupa's two.
 --
 -- Line reads (read "l"/"L", lines) read ahead: a block of up to BLOCK bytes
 -- is taken at once (st.blk, which starts at region position st.b0) and the
@@ -25,7 +28,7 @@
 -- "a"/"n", write, seek, truncate) drops the block, so what it does and
 -- everything after it sees the memory itself.  strfile's block is its whole
 -- text, for good; LuaJIT's FFI needs no block (memchr on the mapping).
-local S = ...
+local S, _, _, base = ...
 
 local type, select, tonumber, setmetatable = type, select, tonumber, setmetatable
 local sub, find, byte, concat = string.sub, string.find, string.byte, table.concat
@@ -63,6 +66,75 @@ local function checkint(v, n)
   if x then return v >= 0 and x or -x end
   v = S.checkinteger(v, n)
   return tointeger and tointeger(v) or v
+end
+
+-- -- big copies through the C API (see the top) -----------------------------
+
+local BIG = 65536          -- from here on, fewer copies pay for the C calls (bench: shm)
+local match, tostring = base.match, base.tostring
+local REG = not jit and base.getregistry and base.getregistry()
+local VNUM = 0             -- 504 for Lua 5.4; 0: no big copies here
+if type(REG) == "table" and base.getmetatable then
+  local major, minor = match(base.version, "^Lua (%d+)%.(%d+)$")
+  VNUM = major and (tonumber(major) * 100 + tonumber(minor)) or 0
+  if VNUM < 502 then VNUM = 0 end
+end
+local BOX = "ipc.memfile.box"   -- capi.BOX: kept false between copies, so
+if VNUM > 0 then REG[BOX] = false end   -- that storing into it never allocates
+
+-- The running thread's address as "0x...", for the C API (false: none
+-- that can be trusted, when threads have a metatable on 5.2 and 5.3).
+local running, fmt, getmt = base.running, base.format, base.getmetatable
+local THREADS = setmetatable({}, { __mode = "k" })
+local function here()
+  local co = running()
+  local a = THREADS[co]
+  if a == nil then
+    if VNUM >= 504 then a = fmt("%p", co)          -- no metamethod involved
+    elseif getmt(co) == nil then a = match(tostring(co), "0x%x+") or false
+    else a = false end
+    THREADS[co] = a
+  end
+  return a
+end
+
+-- st.pull and st.push, asked for at a handle's first big copy (false: none).
+local function copiers(st)
+  local copier = st.copier
+  st.copier, st.pull, st.push = nil, false, false
+  if copier and VNUM > 0 then
+    local pull, push = copier(VNUM)
+    st.pull, st.push = pull or false, push or false
+  end
+end
+
+-- Bytes [p, p + c) as one copy from the mapping, or nil (then lupa's path).
+local function pull(st, p, c)
+  if st.pull == nil then copiers(st) end
+  local f = st.pull
+  if f then
+    local a = here()
+    if a and f(a, p, c) then
+      local s = REG[BOX]
+      REG[BOX] = false
+      return s
+    end
+  end
+end
+
+-- Store s at p as one copy into the mapping: true, or nil (lupa's path).
+local function push(st, p, s)
+  if st.push == nil then copiers(st) end
+  local f = st.push
+  if f then
+    local a = here()
+    if a then
+      REG[BOX] = s
+      local ok = f(a, p)
+      REG[BOX] = false
+      return ok
+    end
+  end
 end
 
 -- -- reading -------------------------------------------------------------
@@ -116,6 +188,7 @@ local function read_all(st)
   st.p = n
   local t = st.text
   if t then return sub(t, p + 1, n) end
+  if st.sl and n - p >= BIG then return pull(st, p, n - p) or st.get(p, n) end
   return st.get(p, n)
 end
 
@@ -206,6 +279,7 @@ end
 local function getn(st, p, c)
   local sl = st.sl
   if sl then                                       -- PUC-Lua: shm, mmap
+    if c >= BIG then return pull(st, p, c) or st.get(p, p + c) end
     local byc = sl[c]
     local s = byc and byc[p] or slice(st, p, c)
     if s then return st.mem[s] end
@@ -337,6 +411,7 @@ end
 local function putn(st, p, s, len)
   local sl = st.sl
   if sl then
+    if len >= BIG and push(st, p, s) then return end
     local byc = sl[len]
     local sp = byc and byc[p] or slice(st, p, len)
     if sp then st.mem[sp] = s; return end
@@ -484,6 +559,7 @@ function M.close(self)
   -- the close function below is never reached.
   st.get, st.line, st.put, st.flush, st.addr, st.close, st.obj = nil
   st.mem, st.span, st.sl, st.blk, st.text = nil
+  st.copier, st.pull, st.push = nil, false, false
   if close then
     local ok, msg, code = S.call(close)
     if ok == nil and msg ~= nil then return nil, msg, code end
@@ -504,12 +580,12 @@ end
 -- close, flush and addr functions, the mapping and span (which makes its
 -- slices).  On an OS failure the Python function has given nil, message,
 -- errno instead.
-local function build(new, obj, get, line, put, n, close, flush, addr, mem, span)
+local function build(new, obj, get, line, put, n, close, flush, addr, mem, span, copier)
   if obj == nil then return nil, get, line end
   return new { p = 0, n = n, r = get ~= nil, w = put ~= nil, get = get,
                line = line, put = put, close = close, flush = flush,
                addr = addr, obj = obj, closed = false, ahead = true, at = 0,
-               mem = mem, span = span, sl = mem and {}, nsl = 0 }
+               mem = mem, span = span, sl = mem and {}, nsl = 0, copier = copier }
 end
 
 -- LuaJIT: reach the mapping through the FFI instead of Python (same bytes,

@@ -390,6 +390,10 @@ class LuaFile(NamedTuple):
     #: ``span(p, q)``: a new ``slice(p, q)`` (Lua keeps the ones it uses
     #: again; each reaches Lua once, since it is made here for the call).
     span: Callable[[int, int], slice]
+    #: ``copier(version)``: ``pull`` and ``push`` for copies of many bytes
+    #: through Lua's C API on PUC-Lua ``version`` (504 for 5.4), one copy
+    #: each way; None for what the engine cannot do (``ipc/lua/capi.py``).
+    copier: Callable[[int], tuple[Any, ...]]
 
 
 def lua_file(h: MemFile) -> tuple[Any, ...]:
@@ -431,8 +435,13 @@ def lua_file(h: MemFile) -> tuple[Any, ...]:
         return h.addr
 
     readable, writable = h._readable, h._writable
+
+    def copier(version: int) -> tuple[Any, ...]:
+        from .lua.capi import copiers
+        return copiers(int(version), h.addr, h.size(), h._state, readable, writable)
+
     return tuple(LuaFile(
         obj=h, size=h.size(), close=close, addr=addr,
         flush=flush if h._flush is not None else None,
         get=get if readable else None, line=line if readable else None,
-        put=put if writable else None, mem=mem, span=span))
+        put=put if writable else None, mem=mem, span=span, copier=copier))
