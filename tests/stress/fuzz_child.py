@@ -49,7 +49,8 @@ HERE = Path(__file__).resolve().parent
 WATCHDOG = 60.0       # seconds one example may take, however loaded the machine is
 MAX_SHM = 1 << 20     # sizes between this and 2**48 are capped (see _cap_size)
 
-INTS = [0, 1, -1, 2, 3, 4, 7, 8, 64, 65, 100, 4095, 4096, 4097, 8192, 65536, 2**31 - 1,
+INTS = [0, 1, -1, 2, 3, 4, 7, 8, 64, 65, 100, 4095, 4096, 4097, 8192,
+        65535, 65536, 70000, 262144, 2**31 - 1,  # around the big copies' 64 KiB
         2**31, 2**32, 2**53, 2**53 + 1, 2**62, 2**63 - 1, -2**63, -2**31, 15, 9]
 FLOATS = [0.5, -0.0, 1.5, -1.5, 1e-9, 0.001, 1e300, -1e300, 2.0**63, 2.0**64, 1e15]
 WORDS = [b"", b"r", b"w", b"rw", b"wr", b"set", b"cur", b"end", b"a", b"*a", b"l", b"L",
@@ -167,16 +168,23 @@ def lua_main(engine: str, examples: int, prefix: str, workdir: Path, report: dic
         classic = [None, True, -1, 0, 2**53, math.nan, math.inf, -math.inf, 0.5, b"", b"\0",
                    b"x" * 300, special("t_empty"), special("f_noop"), special("co"),
                    special("closed_shm"), special("eof")]
+        # Counts and strings that take the big copies (ipc/lua/capi.py), for
+        # the handles big enough for them (live_shm_big, live_mmap_big).
+        big = [65535, 65536, 70000, 262144, b"a", special("s_big")]
         for i, tid in enumerate(targets):
-            for v in classic:
+            mod = tid.split(":")[0] if ":" in tid else ""
+            alts = variants.get(mod, [])            # mmap_r, shm_big...
+            for v in classic + big if any(a.endswith("_big") for a in alts) else classic:
                 faulthandler.dump_traceback_later(WATCHDOG, exit=True)
                 drv.begin(True)                       # no generator calls
                 try:
-                    head = [special("live_" + tid.split(":")[0])] if ":" in tid else []
+                    head = [special("live_" + mod)] if mod else []
                     one_call(i, [*head, v])
                     one_call(i, [*head, v, v])
                     if head:
                         one_call(i, [v])              # a bad self
+                    for alt in alts:
+                        one_call(i, [special(alt), v])
                 finally:
                     drv.finish()
                 report["sweep"] += 1
@@ -850,6 +858,7 @@ def main() -> int:
     os.chdir(workdir)
     (workdir / "data").write_bytes(b"line one\nline two\n" + bytes(range(256)) * 32)
     (workdir / "empty").write_bytes(b"")
+    (workdir / "big").write_bytes(bytes(range(256)) * 1200)   # 300 KiB: big copies
     (workdir / "dir").mkdir(exist_ok=True)
     report = {"mode": mode, "engine": engine, "examples": 0, "calls": 0, "sweep": 0,
               "pid": os.getpid()}

@@ -63,6 +63,9 @@ local MAKERS = {
   mmap = function() return M.mmap.open(WORKDIR .. "/data", "rw") end,
   mmap_r = function() return M.mmap.open(WORKDIR .. "/data", "r") end,
   mmap_w = function() return M.mmap.open(WORKDIR .. "/data", "w") end,
+  -- big enough for the copies through Lua's C API (64 KiB and more)
+  shm_big = function() return M.shm.create(fresh("h"), 262144) end,
+  mmap_big = function() return M.mmap.open(WORKDIR .. "/big", "rw") end,
   strfile = function() return M.strfile.open("hello\nworld\r\n12 0x1F -3.5e2 nan\n\0bin") end,
   proc = function()
     return M.proc.spawn("echo out; echo err >&2; exit 3",
@@ -162,6 +165,7 @@ local handles    -- per example: everything to close afterwards
 local SPECIAL = {
   t_empty = function() return {} end,
   t_seq = function() return { 1, "two", 3.5, {} } end,
+  s_big = function() return string.rep("\0\255x", 23334) end,   -- 70,002 bytes
   t_opts_pipe = function() return { stdout = true, stderr = true, stdin = true, callback = noop } end,
   t_opts_cberr = function()
     return { stdout = true, callback = function() error("callback failed") end }
