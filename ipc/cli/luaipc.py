@@ -12,6 +12,7 @@ engine (default: ``$LUAIPC_ENGINE``, else lua5.4) and exports it so child
 from __future__ import annotations
 
 import atexit
+import ctypes  # (interrupt imports it anyway)
 import os
 import sys
 
@@ -59,6 +60,30 @@ Engines: {", ".join(ENGINES)} (default {DEFAULT_ENGINE})
 
 class UsageError(Exception):
     pass
+
+
+#: glibc's malloc gives a big free block back to the kernel at once: blocks
+#: over its mmap threshold are unmapped, and the heap's top is trimmed past
+#: twice that.  A script that makes and drops strings of a MiB (a loop of
+#: ``h:read(1 MiB)``) then page-faults through every new string: 3-4x
+#: slower on lua5.3 and lua5.5 (``python -m bench --only shm``).  luaipc
+#: owns its process as ``lua`` does, so it keeps blocks up to 4 MiB in the
+#: heap and up to 8 MiB free at its top (mallopt; a library may not do
+#: this, so ``ipc.lua`` leaves a host's malloc alone).  The user's own
+#: settings (``MALLOC_*_THRESHOLD_``, ``glibc.malloc.*`` tunables) win.
+_MALLOPT = ((-3, 4 << 20, "MALLOC_MMAP_THRESHOLD_"),   # M_MMAP_THRESHOLD
+            (-1, 8 << 20, "MALLOC_TRIM_THRESHOLD_"))   # M_TRIM_THRESHOLD
+
+
+def _tune_malloc() -> None:
+    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+        return
+    if any(env in os.environ for _, _, env in _MALLOPT):
+        return
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)   # (not every libc)
+    if mallopt is not None:
+        for param, value, _ in _MALLOPT:
+            mallopt(param, value)
 
 
 def _take_engine(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -202,6 +227,7 @@ def _version_line(runtime: LuaRuntime) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
+    _tune_malloc()
     try:
         engine_opt, argv = _take_engine(argv)
         flags, script = _collect(argv)
