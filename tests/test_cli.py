@@ -316,6 +316,9 @@ _NEVER = {"re", "enum", "typing", "threading", "importlib.resources", "signal"}
     ("", _NEVER | {"weakref"}),
     ('require "ipc.shm"', _NEVER),
     ('require "ipc.mmap"; require "ipc.strfile"', _NEVER),
+    # A linda's lock is a thread lock, and a lane pool watches its processes
+    # from threads; every lane process requires both modules at its start.
+    ('require "ipc.linda"; require "ipc.lanes"', _NEVER - {"threading"}),
 ])
 def test_start_up_imports_only_what_the_script_needs(code, never, engine):
     import site

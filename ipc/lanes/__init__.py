@@ -27,16 +27,15 @@ client of ipc.linda's byte-level methods (``transact``, ``transact_wait``).
 """
 from __future__ import annotations
 
+import _signal as signal  # not signal: its wrapper imports enum (start-up)
 import collections
 import contextlib
 import os
-import signal
 import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING
 
 from msgpack import unpackb
 
@@ -44,7 +43,8 @@ from .. import linda as _linda
 from ..linda import State, _wire, key_bit
 from ..lua import ENGINES
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
 
 __all__ = ["Pool", "nproc", "take", "done"]

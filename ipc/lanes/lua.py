@@ -7,8 +7,8 @@ timeout is None (forever), 0 or > 0; one that passes is ``False``.
 """
 from __future__ import annotations
 
+import _signal as signal  # not signal: its wrapper imports enum (start-up)
 import os
-import signal
 
 from .._timeout import FOREVER
 from ..linda import Linda

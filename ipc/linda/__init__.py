@@ -41,7 +41,6 @@ import weakref
 from collections.abc import Callable
 from functools import partial
 from time import monotonic
-from typing import TYPE_CHECKING, Any
 
 from msgpack import unpackb
 
@@ -53,7 +52,10 @@ from .._timeout import timeout as _timeout
 from . import _os, _wire
 from ._os import DEFAULT_CAPACITY, MIN_CAPACITY, State, key_bit
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
     from typing_extensions import Self
 
 __all__ = ["Linda", "open", "create", "linda", "unlink", "DEFAULT_CAPACITY", "MIN_CAPACITY",

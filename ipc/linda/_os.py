@@ -52,7 +52,6 @@ import ctypes
 import errno
 import fcntl
 import os
-import platform
 import struct
 import threading
 import weakref
@@ -92,7 +91,7 @@ EMPTY = b"\x80"
 # -- futexes, through libc's syscall() (ctypes releases the GIL) -------------
 
 _SYS_FUTEX: int = {"x86_64": 202, "aarch64": 98, "armv7l": 240, "i686": 240,
-              "ppc64le": 221, "s390x": 238, "riscv64": 98}.get(platform.machine(), -1)
+              "ppc64le": 221, "s390x": 238, "riscv64": 98}.get(os.uname().machine, -1)
 _FUTEX_WAIT_BITSET, _FUTEX_WAKE_BITSET = 9, 10
 _ALL_BITS = 0xFFFFFFFF
 

@@ -56,9 +56,12 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple
 
 import msgpack
+
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Final
 
 __all__ = ["LindaRef", "MAX_DEPTH", "dumps", "loads"]
 
@@ -68,11 +71,31 @@ MAX_DEPTH: Final = 200
 _EXT_SHARED, _EXT_BACKREF, _EXT_FUNCTION, _EXT_LINDA, _EXT_GLOBALS = 1, 2, 3, 4, 5
 
 
-class LindaRef(NamedTuple):
+class LindaRef:
     """A linda named in a message (ext 4): what ``loads`` gives for one
-    without ``unref``, and what ``dumps`` writes as one."""
+    without ``unref``, and what ``dumps`` writes as one.  Equal when the
+    names are; immutable.  (Not a typing.NamedTuple: importing typing costs
+    a linda's user about 5 ms of start-up.)"""
 
+    __slots__ = ("name",)
     name: str
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, attr: str, value: object) -> None:
+        raise AttributeError(f"LindaRef is immutable: cannot set {attr!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LindaRef):
+            return self.name == other.name
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((LindaRef, self.name))
+
+    def __repr__(self) -> str:
+        return f"LindaRef(name={self.name!r})"
 
 
 def _name_bytes(name: str) -> bytes:
