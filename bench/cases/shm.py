@@ -6,7 +6,11 @@ posix_ipc segment (and, for Python, on multiprocessing.shared_memory's
 buffer).  Microseconds per loop.
 
 1 MiB: write 1 MiB at offset 0 then read it back, beside the same two slice
-copies on the raw mmap.  MB/s of data moved (2 MiB per loop).
+copies on the raw mmap.  MB/s of data moved (2 MiB per loop).  The Lua rows
+run in this Python process, as ``ipc.lua`` in a user's program would: its
+malloc is not tuned as the ``luaipc`` command tunes its own, so lua5.3 and
+lua5.5 page-fault through each new MiB string here (the ``vs C`` rows run
+``luaipc`` itself).
 """
 from __future__ import annotations
 
