@@ -2,7 +2,7 @@
 
 Ours: ``luaipc -e ''`` on the engine, and ``luaipc -e 'require "ipc.shm"'``
 (the first require of a memory module).  References: ``python -c 'import
-lupa.lua54, posix_ipc'`` (lupa.luajit21 for LuaJIT: the least any
+lupa.lua54, posix_ipc'`` (the engine's own lupa module: the least any
 Python-hosted Lua with POSIX IPC can cost) and a bare ``python -c pass``.
 Milliseconds of wall time per process, from spawn to exit.
 
@@ -20,8 +20,6 @@ import sys
 import time
 
 from ..core import Group, Ref, Settings, luaipc_command
-
-LUPA = {"lua5.4": "lupa.lua54", "luajit2.1": "lupa.luajit21"}
 
 
 def _env(scratch, engine=None) -> dict:
@@ -45,7 +43,7 @@ def _timed(cmd: list[str], env):
 def _group(st: Settings, engine: str, scratch, code: str) -> Group:
     env = _env(scratch)
     ours = _timed([*luaipc_command(), "-e", code], _env(scratch, engine))
-    mod = LUPA.get(engine, "lupa.lua54")
+    mod = "lupa." + engine.replace(".", "")          # lua5.3 -> lupa.lua53
     refs = [Ref(f"python -c 'import {mod}, posix_ipc'",
                 _timed([sys.executable, "-c", f"import {mod}, posix_ipc"], env)),
             Ref("python -c pass", _timed([sys.executable, "-c", "pass"], env))]
