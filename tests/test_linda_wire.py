@@ -454,6 +454,32 @@ def test_nesting_deeper_than_the_limit_is_refused(wire):
                           "value.x.x.x.x.x.x.x[...].x.x.x"), msg
 
 
+def test_python_plain_nested_values_are_packb_and_sharing_still_found():
+    """dumps' short path (packb alone) takes nested lists, tuples and dicts
+    of exact scalars; a list or dict met twice anywhere, a subclass, or
+    nesting at the limit takes the long one."""
+    v = [1, "two", {"x": 3.5, "l": [b"\x00", None, (True, -7)]}]
+    assert dumps(v) == msgpack.packb(v)
+    a = [1]
+    shared = [{"p": a}, {"q": [a]}]
+    got = loads(dumps(shared))
+    assert got[0]["p"] is got[1]["q"][0] and got[0]["p"] == [1]
+
+    class D(dict):
+        pass
+    assert loads(dumps([{"d": D(k=1)}])) == [{"d": {"k": 1}}]
+
+    deep: list[Any] = []
+    c = deep
+    for _ in range(MAX_DEPTH - 1):
+        c.append([])
+        c = c[0]
+    assert loads(dumps(deep)) == deep                       # MAX_DEPTH levels
+    c.append(())
+    with pytest.raises(ValueError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        dumps(deep)
+
+
 def test_bad_options_are_refused(wire):
     assert wire("return refusal(1, 'x')") == (
         b"bad linda encode options: a table expected, got string")
