@@ -15,7 +15,7 @@ from ._errors import ExistsError, Interrupted, IPCError, NotFoundError, Permissi
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms of start-up
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 #: The modules LuaIPC has, plus the ones luaipc adds, in ``require`` order.
 MODULES = ("shm", "sem", "mmap", "filelock", "proc", "strfile", "mq", "loop", "linda",
