@@ -4,7 +4,7 @@ This is the Python half: the lane processes and their lifetimes.  The Lua
 face (face.lua) does the rest: it encodes a job, sends it through the
 pool's linda, and decodes the result.
 
-A ``Pool`` is ``n`` lane processes (``python -m ipc --engine E``, each
+A ``Pool`` is ``n`` lane processes (luaipc on engine E, each
 running ``require "ipc.lanes"._serve(name)``) that take jobs from one
 anonymous linda.  ``lanes.gen(fn)(...)`` in Lua is a pool of one process
 that runs one job and ends; ``lanes.pool(n)`` keeps its processes for many.
