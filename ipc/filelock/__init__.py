@@ -30,24 +30,16 @@ import io
 import os
 import time
 
-import portalocker
-from portalocker.portalocker import LockfLocker
-
-from .._errors import os_error, os_errors, timed_out
+from .._errors import timed_out
 from .._timeout import Deadline, timeout as check_timeout
 from . import _os
 
 TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import IO, Any, TypeAlias
-
     from _typeshed import FileDescriptorLike as FileArg  # an int fd or anything with fileno()
-    from portalocker.types import Mode
     from typing_extensions import Self
 
-    _Lock: TypeAlias = portalocker.Lock[IO[Any]]
-else:
-    _Lock = portalocker.Lock  # not subscriptable in every portalocker that pyproject allows
+    from ._path import PathLock
 
 __all__ = ["lock", "trylock", "unlock", "locked", "RangeLock", "PathLock", "fileno"]
 
@@ -98,17 +90,6 @@ def _refresh(file: FileArg) -> None:
         pass
 
 
-def _flush(file: FileArg) -> None:
-    """Before unlocking: push buffered output to the file."""
-    flush = None if isinstance(file, int) else getattr(file, "flush", None)
-    if flush is not None:
-        try:
-            if not getattr(file, "closed", False):
-                flush()
-        except (OSError, ValueError):
-            pass
-
-
 def lock(file: FileArg, mode: str = "rw", offset: int = 0, nbytes: int = 0) -> None:
     """Lock ``nbytes`` bytes at ``offset`` (0 = to the end), waiting as long
     as another process holds a conflicting lock."""
@@ -133,7 +114,7 @@ def unlock(file: FileArg, offset: int = 0, nbytes: int = 0) -> None:
     """Release the range (flushing ``file``'s buffered output first)."""
     fd = fileno(file)
     offset, nbytes = _range(offset, nbytes)
-    _flush(file)
+    _os.flush(file)
     _os.lock(fd, fcntl.LOCK_UN, offset, nbytes)
 
 
@@ -191,62 +172,15 @@ def locked(file: FileArg, mode: str = "rw", offset: int = 0, nbytes: int = 0,
     return RangeLock(file, mode, offset, nbytes, timeout)
 
 
-_LOCKF = LockfLocker()
-
-
-class PathLock(_Lock):
-    """portalocker's path lock, taken with ``lockf`` (fcntl record locks)
-    instead of its default ``flock``, so it excludes and is excluded by the
-    byte-range locks above (and the C LuaIPC) on the whole file.
-
-    ``timeout`` follows the ipc rule (None waits forever, 0 tries once);
-    running out raises ``ipc.Timeout``.  ``shared=True`` takes a read lock.
-    The file is opened ``"a+b"`` (created if missing, never truncated);
-    entering the lock gives that file object.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, shared: bool = False,
-                 timeout: float | None = None, check_interval: float = 0.02,
-                 mode: Mode = "a+b") -> None:
-        flags = (portalocker.LockFlags.SHARED if shared else portalocker.LockFlags.EXCLUSIVE)
-        super().__init__(os.fspath(path), mode, timeout=_pl_timeout(timeout),
-                         check_interval=check_interval, fail_when_locked=False,
-                         flags=flags | portalocker.LockFlags.NON_BLOCKING)
-
-    def _get_lock(self, fh: IO[Any]) -> IO[Any]:
-        _LOCKF.lock(fh, self.flags)
-        return fh
-
-    def _release_claimed_fh(self, fh: IO[Any]) -> None:
-        try:
-            _flush(fh)
-            _LOCKF.unlock(fh)
-        except Exception:  # noqa: BLE001  (closing below drops the lock anyway)
-            pass
-        super()._release_claimed_fh(fh)  # closes (which drops the lock anyway)
-
-    def acquire(self, timeout: float | None = -1, check_interval: float | None = None,
-                fail_when_locked: bool | None = None) -> IO[Any]:
-        """Open the file and lock it, waiting at most ``timeout`` seconds
-        (-1: the constructor's timeout); ``ipc.Timeout`` if it stays locked.
-        Returns the open file."""
-        t = self.timeout if timeout == -1 else _pl_timeout(timeout)
-        try:
-            with os_errors(self.filename):  # opening the file: EMFILE, EACCES...
-                return super().acquire(t, check_interval, fail_when_locked)
-        except portalocker.AlreadyLocked:
-            raise timed_out(t, "the lock file", self.filename) from None
-        except portalocker.LockException as exc:
-            cause = exc.__cause__
-            if isinstance(cause, OSError) and cause.errno:
-                raise os_error(cause.errno, self.filename) from exc
-            raise
-
-
-def _pl_timeout(timeout: float | None) -> float:
-    # portalocker reads None as "its default of 5 s"; ours means forever.
-    timeout = check_timeout(timeout)
-    return float("inf") if timeout is None else timeout
+def __getattr__(name: str) -> object:
+    # PathLock is made of portalocker, whose import costs about 45 ms (it
+    # imports importlib.metadata, email, json...): paid only by a program
+    # that uses it, not by every `require "ipc.filelock"` (PEP 562).
+    if name == "PathLock":
+        from ._path import PathLock
+        globals()["PathLock"] = PathLock
+        return PathLock
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

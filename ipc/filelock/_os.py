@@ -15,7 +15,7 @@ import os
 
 from .._errors import os_error
 
-__all__ = ["lock", "trylock"]
+__all__ = ["flush", "lock", "trylock"]
 
 
 def lock(fd: int, op: int, offset: int, nbytes: int) -> None:
@@ -43,3 +43,15 @@ def trylock(fd: int, op: int, offset: int, nbytes: int) -> bool:
             return False
         raise
     return True
+
+
+def flush(file: object) -> None:
+    """Before unlocking: push ``file``'s buffered output to the file (a
+    descriptor has none; a closed or failing file is left as it is)."""
+    push = None if isinstance(file, int) else getattr(file, "flush", None)
+    if push is not None:
+        try:
+            if not getattr(file, "closed", False):
+                push()
+        except (OSError, ValueError):
+            pass
