@@ -30,20 +30,25 @@ cancelled wait is given back.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import select
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, TypeGuard, overload
 
 from .._errors import timed_out
 from .._timeout import Deadline, timeout as check_timeout
 from ._standin import LindaWaiter, LockWaiter, SemWaiter, mq_fd
 
-if TYPE_CHECKING:
+# Neither asyncio nor typing at import: ``require "ipc.loop"`` loads this
+# package (its Lua core is ipc/loop/lua.py), and asyncio costs a Lua script
+# about 35 ms of start-up, typing (with re) 5 ms.  Each coroutine here
+# imports asyncio itself, which its caller's event loop has loaded already.
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    import asyncio
     from collections.abc import Sequence
+    from typing import Any, TypeGuard, overload
 
     from _typeshed import StrOrBytesPath
 
@@ -60,6 +65,7 @@ async def _helper(w: SemWaiter | LockWaiter | LindaWaiter, timeout: float | None
     """Run a stand-in's helper thread and await its end, at most
     ``timeout`` seconds.  A cancel (a timeout is one) gives back whatever
     the helper took, even if it took it just before."""
+    import asyncio
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[None] = loop.create_future()
 
@@ -83,6 +89,8 @@ async def _helper(w: SemWaiter | LockWaiter | LindaWaiter, timeout: float | None
 async def acquire(sem: Semaphore, timeout: float | None = None) -> None:
     """Take a unit of ``sem`` (an ``ipc.sem.Semaphore``) without blocking
     the event loop; ``ipc.Timeout`` if ``timeout`` runs out first."""
+    import asyncio
+
     from ..sem import Semaphore
     if not isinstance(sem, Semaphore):
         raise TypeError(f"acquire() takes an ipc.sem.Semaphore, not {type(sem).__name__}")
@@ -139,6 +147,7 @@ class _Ready:
 
     async def wait(self, fd: int, write: bool, timeout: float | None,
                    many: Callable[[], int] | None = None) -> None:
+        import asyncio
         loop = asyncio.get_running_loop()
         key = (fd, write)
         fut: asyncio.Future[None] = loop.create_future()
@@ -188,6 +197,7 @@ _ready: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ready] = \
 
 
 def _readiness() -> _Ready:
+    import asyncio
     loop = asyncio.get_running_loop()
     r = _ready.get(loop)
     if r is None:
@@ -196,6 +206,8 @@ def _readiness() -> _Ready:
 
 
 async def _mq(q: MessageQueue, write: bool, attempt: Any, timeout: float | None) -> Any:
+    import asyncio
+
     from ..mq import MessageQueue
     if not isinstance(q, MessageQueue):
         raise TypeError(f"takes an ipc.mq.MessageQueue, not {type(q).__name__}")
@@ -241,6 +253,7 @@ async def _send_mq(q: MessageQueue, message: bytes | bytearray | memoryview,
 
 async def _linda(linda: Linda, attempt: Callable[[], Any], ready: Callable[[Any], bool],
                  bits: int, timeout: float | None, what: str) -> Any:
+    import asyncio
     t = check_timeout(timeout)
     deadline = Deadline(t)
     while True:
@@ -324,10 +337,11 @@ def _is_linda(h: object) -> TypeGuard[Linda]:
     return isinstance(h, Linda)
 
 
-@overload
-async def receive(q: MessageQueue, timeout: float | None = None) -> tuple[bytes, int]: ...
-@overload
-async def receive(q: Linda, *keys: Any, timeout: float | None = None) -> tuple[Any, Any]: ...
+if TYPE_CHECKING:  # pragma: no cover  (the overloads: for type checkers only)
+    @overload
+    async def receive(q: MessageQueue, timeout: float | None = None) -> tuple[bytes, int]: ...
+    @overload
+    async def receive(q: Linda, *keys: Any, timeout: float | None = None) -> tuple[Any, Any]: ...
 
 
 async def receive(q: Any, *args: Any, **kw: Any) -> Any:
@@ -339,11 +353,12 @@ async def receive(q: Any, *args: Any, **kw: Any) -> Any:
     return await _receive_mq(q, *args, **kw)
 
 
-@overload
-async def send(q: MessageQueue, message: bytes | bytearray | memoryview,
-               timeout: float | None = None, priority: int = 0) -> None: ...
-@overload
-async def send(q: Linda, key: Any, *values: Any, timeout: float | None = None) -> None: ...
+if TYPE_CHECKING:  # pragma: no cover
+    @overload
+    async def send(q: MessageQueue, message: bytes | bytearray | memoryview,
+                   timeout: float | None = None, priority: int = 0) -> None: ...
+    @overload
+    async def send(q: Linda, key: Any, *values: Any, timeout: float | None = None) -> None: ...
 
 
 async def send(q: Any, *args: Any, **kw: Any) -> None:
@@ -361,6 +376,8 @@ async def wait(h: Process | Pipeline, timeout: float | None = None) -> int:
     """``h.wait()`` without blocking the event loop: input fed, output to
     the callback, the child reaped; its returncode (``ipc.Timeout`` if
     ``timeout`` runs out, the handle left to be waited for again)."""
+    import asyncio
+
     from ..proc import Pipeline, Process
     if not isinstance(h, (Process, Pipeline)):
         raise TypeError(f"wait() takes a Process or Pipeline, not {type(h).__name__}")
@@ -398,6 +415,8 @@ async def locked(file: Any, mode: str = "rw", offset: int = 0, nbytes: int = 0,
                  timeout: float | None = None) -> AsyncIterator[None]:
     """``async with locked(f, "w"):`` an fcntl record lock, as
     ``ipc.filelock.locked``, waited for without blocking the event loop."""
+    import asyncio
+
     from .. import filelock
     fd = filelock.fileno(file)
     t = check_timeout(timeout)

@@ -18,9 +18,12 @@ import fcntl
 import threading
 from collections.abc import Callable
 from time import monotonic
-from typing import Any
 
 from ..filelock import _os as _lockos
+
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 __all__ = ["SemWaiter", "LockWaiter", "LindaWaiter", "mq_fd"]
 

@@ -29,12 +29,14 @@ import os
 import select
 import threading
 import time
-from typing import Any
 
 from .._timeout import FOREVER
 from ..filelock import _os as _lockos
-from ..proc._pump import pump_fds
 from ._standin import LindaWaiter, LockWaiter, SemWaiter, mq_fd
+
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 __all__ = ["new", "wait", "fd", "sem", "lock", "linda", "proc", "result", "cancel", "close",
            "mqfd", "now", "pause", "FOREVER"]
@@ -240,6 +242,9 @@ def proc(p: Poller, writing: bool, *handles: Any) -> int:
     """0 if one of the ipc.proc ``handles`` can move now, else a token
     ready when one of their pipes (or, all closed, a pidfd) is: h:wait()
     gives one handle, proc.waitall several."""
+    # Here, not at the top: only a script that has proc handles pays for
+    # ipc.proc's import (subprocess, signal: about 7 ms of start-up).
+    from ..proc._pump import pump_fds
     p.mine()
     fds: list[tuple[int, int]] = []
     pidfds: list[int] = []          # new descriptors: ours to close
