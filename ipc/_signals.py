@@ -2,15 +2,15 @@
 the way a normal exit does (see the function)."""
 from __future__ import annotations
 
+import _signal  # the C module: signal's wrapper imports enum (start-up time)
 import atexit
-import signal
 import sys
 
 __all__ = ["cleanup_on_signals"]
 
 #: What the call handles: ``kill``, ``docker stop`` and ``systemctl stop``
 #: send SIGTERM, a terminal that closes sends SIGHUP.
-SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+SIGNALS = (_signal.SIGTERM, _signal.SIGHUP)
 
 _received = 0  # the first signal that came (0: none yet)
 
@@ -47,6 +47,7 @@ def cleanup_on_signals() -> tuple[int, ...]:
     alone: ignored (``nohup``) or handled by the program.  Calling it again
     does nothing more.  Returns the signals it now handles.
     """
+    import signal  # here: its wrapper's enums are for this call only
     handled = []
     for s in SIGNALS:
         current = signal.getsignal(s)
@@ -54,7 +55,7 @@ def cleanup_on_signals() -> tuple[int, ...]:
             signal.signal(s, _on_signal)
         elif current is not _on_signal:
             continue
-        handled.append(s)
+        handled.append(signal.Signals(s))
     return tuple(handled)
 
 

@@ -32,15 +32,10 @@ from __future__ import annotations
 
 import errno
 import os
-import pickle
 import select
 import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 import posix_ipc
 
@@ -61,6 +56,12 @@ from ._os import (
     SYSCTL_DIR,
     limits,
 )
+
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
+    from typing_extensions import Self
 
 __all__ = ["MessageQueue", "open", "unlink", "limits", "PRIORITY_MAX", "SYSCTL_DIR", "Timeout"]
 
@@ -293,14 +294,20 @@ class MessageQueue:
 
     # -- pickled objects ---------------------------------------------------------
 
+    # pickle is imported here, not at the top: a Lua script's
+    # `require "ipc.mq"` loads this module, and pickle costs it about 3 ms.
+
     def send_obj(self, obj: Any, timeout: float | None = None, priority: int = 0,
-                 protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
-        """Send ``pickle.dumps(obj)``; the pickle must fit in ``msgsize``."""
+                 protocol: int = -1) -> None:
+        """Send ``pickle.dumps(obj, protocol)`` (-1: pickle's highest
+        protocol); the pickle must fit in ``msgsize``."""
+        import pickle
         self.send(pickle.dumps(obj, protocol), timeout, priority)
 
     def receive_obj(self, timeout: float | None = None) -> Any:
         """Receive a message and unpickle it (only from senders you trust:
         unpickling runs code the pickle names)."""
+        import pickle
         return pickle.loads(self.receive(timeout)[0])  # noqa: S301 (opt-in, documented)
 
     # -- iteration ---------------------------------------------------------------

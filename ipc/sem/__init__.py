@@ -33,7 +33,6 @@ import weakref
 from collections.abc import Callable
 from functools import partial
 from time import monotonic
-from typing import TYPE_CHECKING, NoReturn
 
 import posix_ipc
 
@@ -46,7 +45,10 @@ from .._timeout import Deadline, timeout as check_timeout
 from . import _os
 from ._os import VALUE_MAX, VALUE_SUPPORTED
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import NoReturn
+
     from typing_extensions import Self
 
     from ._ledger import Ledger

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import errno
 import functools
-from typing import Any
 
 import posix_ipc
 
 from .._errors import os_error, posix_errors
+
+TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 __all__ = ["VALUE_MAX", "VALUE_SUPPORTED", "close_pointer", "open", "pointer", "unlink"]
 
