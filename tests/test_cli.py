@@ -319,6 +319,12 @@ _NEVER = {"re", "enum", "typing", "threading", "importlib.resources", "signal"}
     # A linda's lock is a thread lock, and a lane pool watches its processes
     # from threads; every lane process requires both modules at its start.
     ('require "ipc.linda"; require "ipc.lanes"', _NEVER - {"threading"}),
+    # Python-only parts load at first use: PathLock's portalocker (45 ms),
+    # send_obj's pickle, the asyncio face's asyncio (35 ms), and ipc.proc
+    # for a loop that waits on no process.
+    ('require "ipc.sem"; require "ipc.mq"; require "ipc.filelock"',
+     _NEVER | {"pickle", "portalocker", "asyncio", "subprocess"}),
+    ('require "ipc.loop"', _NEVER - {"threading"} | {"portalocker", "asyncio", "subprocess"}),
 ])
 def test_start_up_imports_only_what_the_script_needs(code, never, engine):
     import site
