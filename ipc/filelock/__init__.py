@@ -25,12 +25,13 @@ process never conflict, and a process never waits for itself), and closing
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import os
 import time
 
-from .._errors import timed_out
+from .._errors import os_error, timed_out
 from .._timeout import Deadline, timeout as check_timeout
 from . import _os
 
@@ -177,7 +178,10 @@ def __getattr__(name: str) -> object:
     # imports importlib.metadata, email, json...): paid only by a program
     # that uses it, not by every `require "ipc.filelock"` (PEP 562).
     if name == "PathLock":
-        from ._path import PathLock
+        try:
+            from ._path import PathLock
+        except OSError as exc:  # EMFILE, say: reading the modules needs descriptors
+            raise os_error(exc.errno or errno.EIO) from exc
         globals()["PathLock"] = PathLock
         return PathLock
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
