@@ -51,7 +51,8 @@ print("sent", flush=True)
 
 
 def _helpers_gone(within: float = 5.0) -> bool:
-    """Whether every ipc.loop helper thread of this process has ended."""
+    """Whether every ipc.loop helper thread of this process is done: ended,
+    or idle (kept for the next wait, under another name)."""
     end = time.monotonic() + within
     while time.monotonic() < end:
         if not any(t.name == "ipc.loop helper" for t in threading.enumerate()):

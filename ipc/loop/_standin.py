@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import threading
 from collections.abc import Callable
 from time import monotonic
@@ -36,6 +37,84 @@ SEM_SLICE = 1.0
 #: once by a cancel: fcntl's F_SETLKW cannot be ended early either.
 LOCK_BACKOFF = (0.001, 0.05)
 
+#: A helper thread that is at work is named BUSY; one kept for the next
+#: wait, IDLE.
+BUSY, IDLE = "ipc.loop helper", "ipc.loop helper (idle)"
+#: Idle helpers are kept, at most IDLE_MAX of them, each at most
+#: IDLE_SECONDS: starting a thread costs about 65 us of CPU here, which a
+#: loop's semaphore ping-pong paid at every round trip (2.8x the blocking
+#: ping-pong, bench/cases/loop.py).  An idle helper sleeps in a lock.
+IDLE_MAX = 8
+IDLE_SECONDS = 5.0
+
+
+class _Worker:
+    """One helper thread, and the job it is given (``go`` is released
+    when it has one)."""
+
+    __slots__ = ("go", "job", "thread")
+
+    def __init__(self, job: Callable[[], None]) -> None:
+        self.go = threading.Lock()
+        self.go.acquire()
+        self.job: Callable[[], None] | None = job
+        self.thread = threading.Thread(target=_serve, args=(self,), daemon=True, name=BUSY)
+
+
+class _Idle:
+    """The idle helpers of this process (a child made by fork() has none:
+    threads do not survive a fork)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.workers: list[_Worker] = []
+
+
+_idle = _Idle()
+
+
+def _forked() -> None:
+    global _idle
+    _idle = _Idle()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def _run_in_helper(job: Callable[[], None]) -> None:
+    """Run ``job`` in a helper thread: an idle one, else a new one
+    (RuntimeError if none can start)."""
+    idle = _idle
+    with idle.lock:
+        w = idle.workers.pop() if idle.workers else None
+    if w is None:
+        _Worker(job).thread.start()
+        return
+    w.job = job
+    w.thread.name = BUSY            # (before it runs: a busy helper is never seen idle)
+    w.go.release()
+
+
+def _serve(w: _Worker) -> None:
+    """A helper thread: its job, then the next one it is given while it
+    is idle, until IDLE_SECONDS pass without one or IDLE_MAX others idle."""
+    while True:
+        job, w.job = w.job, None
+        if job is not None:
+            job()                   # (one that raises ends this helper: excepthook)
+        idle = _idle
+        w.thread.name = IDLE
+        with idle.lock:
+            if len(idle.workers) >= IDLE_MAX:
+                return
+            idle.workers.append(w)
+        if not w.go.acquire(timeout=IDLE_SECONDS):
+            with idle.lock:
+                if w in idle.workers:   # nobody took it: it ends
+                    idle.workers.remove(w)
+                    return
+            w.go.acquire()          # taken meanwhile: its job is coming
+
 
 class _Waiter:
     """A helper thread's wait on one object; ``notify()`` once it ended."""
@@ -51,12 +130,20 @@ class _Waiter:
         self.taken = False
         self.error: BaseException | None = None
         self.wake = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True, name="ipc.loop helper")
+        self.started = False
+        self.finished = threading.Event()
 
     def start(self) -> None:
-        self.thread.start()
+        _run_in_helper(self._run)
+        self.started = True
 
     def _run(self) -> None:
+        try:
+            self._work()
+        finally:
+            self.finished.set()
+
+    def _work(self) -> None:
         try:
             got = self._wait()
         except BaseException as exc:  # noqa: BLE001  (reported to the waiting task)
@@ -104,9 +191,10 @@ class _Waiter:
         return False
 
     def join(self) -> None:
-        # A Ctrl-C inside start() can leave a thread that never started.
-        if self.thread.ident is not None:
-            self.thread.join()
+        """Wait until the helper is done with this wait."""
+        # A Ctrl-C inside start() can leave a wait that never started.
+        if self.started:
+            self.finished.wait()
 
 
 class SemWaiter(_Waiter):
@@ -213,7 +301,7 @@ class LindaWaiter(_Waiter):
 
     def cancel(self, give_back: bool = True) -> bool:
         kept = super().cancel(give_back)
-        if self.thread.is_alive() and (self.deadline is None or monotonic() < self.deadline):
+        if not self.finished.is_set() and (self.deadline is None or monotonic() < self.deadline):
             with contextlib.suppress(OSError, ValueError):
                 self.linda.wake(self.bits)
         return kept
