@@ -52,6 +52,7 @@ with open(path, "wb") as f:
     f.write(b"x" * 8192)
 h = ipc.shm.create(name, 4096)
 sleeper = ipc.proc.spawn(["sleep", "60"])
+q = ipc.mq.open(name + "q", 4, 100)
 fds = exhaust()
 
 out = {}
@@ -73,6 +74,9 @@ call("mmap.open", lambda: ipc.mmap.open(path, "r"))
 call("filelock.PathLock", lambda: ipc.filelock.PathLock(path + ".lock").acquire())
 call("proc.spawn", lambda: ipc.proc.spawn(["true"]))
 call("proc.run", lambda: ipc.proc.run(["true"]))
+# pickle is imported at the first send_obj (start-up time): under EMFILE
+# too, the import's failure is the IPCError
+call("mq.send_obj", lambda: q.send_obj([1, 2]))
 out["strfile"] = ipc.strfile.open(b"abc").read().decode()
 # an error path of proc: shutdown() must end the child with no descriptor
 # left (psutil cannot even be imported now)
@@ -81,6 +85,7 @@ out["shutdown"] = sleeper.returncode
 for fd in fds:
     os.close(fd)
 h.close()
+q.close()
 os.unlink(path)
 print(json.dumps(out))
 """
@@ -90,11 +95,12 @@ def test_python_every_module_raises_emfile(name, tmp_path):
     out = under_ulimit(PY_CHILD, name, str(tmp_path / "data"))
     expected = [True, EMFILE, TEXT]
     for label in ("shm.create", "shm.attach", "sem.open create", "sem.open", "mq.open create",
-                  "mq.open", "mmap.open", "filelock.PathLock", "proc.spawn", "proc.run"):
+                  "mq.open", "mmap.open", "filelock.PathLock", "proc.spawn", "proc.run",
+                  "mq.send_obj"):
         assert out[label][:3] == expected, (label, out[label])
     assert out["strfile"] == "abc"                  # needs no descriptor: works
     assert out["shutdown"] == -15, "the child did not end on shutdown() under EMFILE"
-    assert leftovers(name) == [] and leftovers(name + "x") == []
+    assert leftovers(name) == [] and leftovers(name + "x") == [] and leftovers(name + "q") == []
 
 
 LUA_CHILD = EXHAUST + r"""

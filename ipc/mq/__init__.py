@@ -59,11 +59,23 @@ from ._os import (
 
 TYPE_CHECKING = False  # not typing's (see ipc/__init__.py)
 if TYPE_CHECKING:  # pragma: no cover
+    from types import ModuleType
     from typing import Any
 
     from typing_extensions import Self
 
 __all__ = ["MessageQueue", "open", "unlink", "limits", "PRIORITY_MAX", "SYSCTL_DIR", "Timeout"]
+
+
+def _pickle() -> ModuleType:
+    """pickle, imported at first use: a Lua script's ``require "ipc.mq"``
+    loads this module, and pickle would cost it about 3 ms.  Reading the
+    module needs descriptors: under EMFILE, the IPCError."""
+    try:
+        import pickle
+    except OSError as exc:
+        raise os_error(exc.errno or errno.EIO) from exc
+    return pickle
 
 
 def _check_size(value: Any, what: str) -> int:
@@ -294,21 +306,16 @@ class MessageQueue:
 
     # -- pickled objects ---------------------------------------------------------
 
-    # pickle is imported here, not at the top: a Lua script's
-    # `require "ipc.mq"` loads this module, and pickle costs it about 3 ms.
-
     def send_obj(self, obj: Any, timeout: float | None = None, priority: int = 0,
                  protocol: int = -1) -> None:
         """Send ``pickle.dumps(obj, protocol)`` (-1: pickle's highest
         protocol); the pickle must fit in ``msgsize``."""
-        import pickle
-        self.send(pickle.dumps(obj, protocol), timeout, priority)
+        self.send(_pickle().dumps(obj, protocol), timeout, priority)
 
     def receive_obj(self, timeout: float | None = None) -> Any:
         """Receive a message and unpickle it (only from senders you trust:
         unpickling runs code the pickle names)."""
-        import pickle
-        return pickle.loads(self.receive(timeout)[0])  # noqa: S301 (opt-in, documented)
+        return _pickle().loads(self.receive(timeout)[0])
 
     # -- iteration ---------------------------------------------------------------
 
