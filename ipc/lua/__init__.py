@@ -17,7 +17,6 @@ when ``require`` asks for them, so dropping the runtime frees it.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -82,11 +81,17 @@ def resolve_engine(engine: str | None = None) -> str:
     return name
 
 
+def _module(name: str) -> ModuleType:
+    """importlib.import_module without importlib (~0.3 ms of start-up)."""
+    __import__(name)
+    return sys.modules[name]
+
+
 def lupa_module(engine: str | None = None) -> ModuleType:
     """The lupa module (``lupa.lua54`` etc.) of an engine."""
     name = resolve_engine(engine)
     try:
-        return importlib.import_module(ENGINES[name])
+        return _module(ENGINES[name])
     except ImportError as exc:  # a lupa build without this engine
         raise EngineError(f"Lua engine {name!r} is not available in this lupa "
                           f"installation ({exc})") from exc
@@ -197,7 +202,7 @@ def _face(module: bytes) -> tuple[object, ...]:
     if where is not None:
         return (_read_lua(*where), f"=[ipc.{name[1:]}]".encode())
     try:
-        core = importlib.import_module(f"ipc.{name}.lua")
+        core = _module(f"ipc.{name}.lua")
     except ModuleNotFoundError as exc:
         if exc.name not in (f"ipc.{name}", f"ipc.{name}.lua"):
             raise  # a real missing dependency, not a missing face
@@ -234,7 +239,7 @@ def read_data(package: str, filename: str) -> bytes:
     # A plain file beside the package's __init__ (any normal install): read
     # it directly, as importlib.resources costs ~8 ms of start-up to import.
     # Anything else (a zip import...) goes through importlib.resources.
-    path = getattr(sys.modules.get(package) or importlib.import_module(package), "__file__", None)
+    path = getattr(sys.modules.get(package) or _module(package), "__file__", None)
     if path:
         try:
             with open(os.path.join(os.path.dirname(path), filename), "rb") as f:
