@@ -86,9 +86,30 @@ local function refresh(f)
   f:seek("cur", 0)
 end
 
+-- PUC-Lua's common case, the whole of a file already locked once
+-- (WHOLE[f] made): straight to its call, skipping the argument work
+-- (lock+unlock 2.55 -> 2.41 us on lua5.4; the two fcntl calls are ~1.1 us
+-- of that).  Not inside an ipc.loop task (S.suspend).
+local function fast(f, offset, nbytes)
+  if setlk == nil and offset == nil and nbytes == nil and S.suspend == nil then
+    local w = WHOLE[f]
+    if w and io_type(f) == "file" then return w end
+  end
+end
+
 local function locker(corefn)
+  local whole_fast = corefn == core_lock
   return function(...)
     local f, mode, offset, nbytes = ...
+    local w = whole_fast and fast(f, offset, nbytes)
+    if w then
+      local fn = (mode == "w" or mode == "rw") and w[1] or mode == "r" and w[2]
+      if fn then
+        local _, msg, code = call(fn)
+        if msg == nil then refresh(f); return true end
+        return nil, msg, code
+      end
+    end
     local fd, msg, code = checkfile(f, select("#", ...) < 1)
     if fd == nil then return nil, msg, code end
     if not MODES[mode] then mode = S.checkoption(mode, 2, "rw", MODES) end
@@ -121,6 +142,13 @@ M.trylock = locker(core_trylock)
 
 function M.unlock(...)
   local f, offset, nbytes = ...
+  local w = fast(f, offset, nbytes)
+  if w then
+    f:flush()
+    local _, msg, code = call(w[3])
+    if msg == nil then return true end
+    return nil, msg, code
+  end
   local fd, msg, code = checkfile(f, select("#", ...) < 1)
   if fd == nil then return nil, msg, code end
   offset = S.optinteger(offset, 2, 0)
