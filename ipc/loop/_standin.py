@@ -44,7 +44,12 @@ BUSY, IDLE = "ipc.loop helper", "ipc.loop helper (idle)"
 #: IDLE_SECONDS: starting a thread costs about 65 us of CPU here, which a
 #: loop's semaphore ping-pong paid at every round trip (2.8x the blocking
 #: ping-pong, bench/cases/loop.py).  An idle helper sleeps in a lock.
-IDLE_MAX = 8
+#: IDLE_MAX is high so that a burst of waits (1000 tasks each on its own
+#: semaphore) finds its threads again next time: 259 -> 125 us of CPU per
+#: wake in bench/cases/loop.py, where keeping 8 made each round start and
+#: end ~990 threads (an 8 MiB stack mapped and unmapped each).  An idle
+#: thread costs no CPU and some 16 KiB of memory, until IDLE_SECONDS end it.
+IDLE_MAX = 1024
 IDLE_SECONDS = 5.0
 
 
